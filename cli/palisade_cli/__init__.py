@@ -1,0 +1,1 @@
+"""The ``palisade`` command line: a thin dispatcher over the packages."""
