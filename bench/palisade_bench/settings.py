@@ -1,0 +1,95 @@
+"""How much of each benchmark to run: the full plan and the quick one."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+SECTIONS = ("micro", "invocation", "coldstart", "memory", "layer", "analyzer")
+
+
+def _full_iterations() -> dict[str, int]:
+    return {
+        "id": 200_000,
+        "audit": 200_000,
+        "open_read": 2_000,
+        "connect": 400,
+        "connect_by_name": 400,
+        "subprocess": 40,
+    }
+
+
+def _quick_iterations() -> dict[str, int]:
+    return {
+        "id": 20_000,
+        "audit": 20_000,
+        "open_read": 200,
+        "connect": 50,
+        "connect_by_name": 50,
+        "subprocess": 5,
+    }
+
+
+@dataclass
+class Plan:
+    """Repetition counts and output places of one benchmark run."""
+
+    quick: bool = False
+    out: Path | None = None
+    sections: tuple[str, ...] = SECTIONS
+    micro_processes: int = 7
+    micro_max_processes: int = 11
+    micro_repetitions: int = 5
+    micro_iterations: dict[str, int] = field(default_factory=_full_iterations)
+    invocations: int = 300
+    invocation_rounds: int = 3
+    wrapper_calls: int = 20_000
+    cold_processes: int = 15
+    memory_processes: int = 5
+    analyzer_events: int = 100_000
+    analyzer_dynamodb_events: int = 5_000
+    detection_samples: int = 30
+    peer_available: bool = field(
+        default_factory=lambda: importlib.util.find_spec("aikido_zen") is not None
+    )
+
+    @classmethod
+    def quick_plan(cls) -> Plan:
+        """A fast, partial run: every section, tiny repetition counts."""
+        return cls(
+            quick=True,
+            micro_processes=2,
+            micro_max_processes=2,
+            micro_repetitions=2,
+            micro_iterations=_quick_iterations(),
+            invocations=20,
+            invocation_rounds=1,
+            wrapper_calls=2_000,
+            cold_processes=3,
+            memory_processes=2,
+            analyzer_events=5_000,
+            analyzer_dynamodb_events=300,
+            detection_samples=5,
+        )
+
+    @property
+    def results_dir(self) -> Path:
+        """Where results JSON files go (kept, one per run)."""
+        return (self.out / "results") if self.out else REPO / "bench" / "results"
+
+    @property
+    def docs_path(self) -> Path:
+        """The generated Markdown page."""
+        return (
+            (self.out / "benchmarks.md")
+            if self.out
+            else REPO / "docs" / "benchmarks.md"
+        )
+
+    @property
+    def charts_dir(self) -> Path:
+        """Where the PNG charts go."""
+        return (self.out / "benchmarks") if self.out else REPO / "docs" / "benchmarks"
