@@ -1,4 +1,4 @@
-"""``palisade layer build``: the Lambda layer zip, reproducible and within budget.
+"""``palisade layer build|analyzer``: the Lambda layer zip and the analyzer's code.
 
 The zip is laid out the way Lambda unpacks a layer into ``/opt``
 (``docs/architecture.md``, "Layer file layout"):
@@ -14,6 +14,10 @@ cache folder, then resolved offline from that cache, so a second build needs no
 network. Versions are pinned to the ones installed where the build runs (the ones
 the test suite exercised); a package missing there is taken at its newest version.
 
+``palisade layer analyzer --into DIR`` lays out the analyzer's Lambda code the same
+way (its package, the in-process package it shares schemas with, and its
+dependencies for the target), as a folder for SAM or CDK to zip.
+
 Shortcomings: no bytecode is shipped (``/opt`` is read-only on Lambda, so every
 cold start compiles the layer's modules again); wheels' ``RECORD`` files still
 list the tests and caches that the build leaves out.
@@ -28,6 +32,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import stat
 import subprocess
 import sys
@@ -61,6 +66,8 @@ EXTENSION_REQUIREMENTS: tuple[str, ...] = (
     "opentelemetry-api",
     "opentelemetry-sdk",
 )
+# What the analyzer's Lambda functions need beside their own code.
+ANALYZER_REQUIREMENTS: tuple[str, ...] = ("aws-lambda-powertools", "jsonschema")
 # The managed Python runtimes ship these; a second copy in /opt would shadow the
 # runtime's own (and cost megabytes), so they are dropped even when pulled in.
 RUNTIME_PROVIDED: frozenset[str] = frozenset(
@@ -249,7 +256,8 @@ def wheel_entries(wheel: Path, prefix: str) -> Iterator[Entry]:
             if parts[-1].endswith(_SKIP_SUFFIXES):
                 continue
             mode = 0o755 if (info.external_attr >> 16) & stat.S_IXUSR else 0o644
-            yield Entry(f"{prefix}/{'/'.join(parts)}", archive.read(info), mode)
+            name = "/".join([prefix, *parts] if prefix else parts)
+            yield Entry(name, archive.read(info), mode)
 
 
 def _launcher(root: Path) -> Path:
@@ -297,19 +305,13 @@ def collect(
     entries.append(Entry("extensions/palisade", launcher.read_bytes(), 0o755))
 
     bundled: dict[str, str] = {}
-    target_cache = cache / f"{arch}-cp{python.replace('.', '')}"
     for prefix, requirements in (
         ("python", LAYER_REQUIREMENTS),
         ("palisade", EXTENSION_REQUIREMENTS),
     ):
-        for name, version, wheel in fetch_wheels(
-            _pinned(requirements), target_cache, arch, python
-        ):
-            if _canonical(name) in RUNTIME_PROVIDED:
-                log.info("leaving out %s: the Lambda runtime provides it", name)
-                continue
-            bundled[f"{prefix}/{name}"] = version
-            entries += list(wheel_entries(wheel, prefix))
+        wheels, versions = _third_party(prefix, requirements, cache, arch, python)
+        entries += wheels
+        bundled.update(versions)
 
     manifest = {
         "arch": arch,
@@ -367,6 +369,103 @@ def write_zip(entries: list[Entry], path: Path) -> None:
             archive.writestr(info, entry.data, compresslevel=9)
 
 
+def write_tree(entries: list[Entry], into: Path) -> None:
+    """Write ``entries`` below ``into`` with their modes (what ``unzip`` would do)."""
+    for entry in entries:
+        path = into / entry.name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(entry.data)
+        path.chmod(entry.mode)
+
+
+def _third_party(
+    prefix: str,
+    requirements: Sequence[str],
+    cache: Path,
+    arch: str,
+    python: str,
+) -> tuple[list[Entry], dict[str, str]]:
+    entries: list[Entry] = []
+    bundled: dict[str, str] = {}
+    target_cache = cache / f"{arch}-cp{python.replace('.', '')}"
+    for name, version, wheel in fetch_wheels(
+        _pinned(requirements), target_cache, arch, python
+    ):
+        if _canonical(name) in RUNTIME_PROVIDED:
+            log.info("leaving out %s: the Lambda runtime provides it", name)
+            continue
+        bundled[f"{prefix}/{name}" if prefix else name] = version
+        entries += list(wheel_entries(wheel, prefix))
+    return entries, bundled
+
+
+def _check_target(arch: str, python: str) -> None:
+    if arch not in ARCHES:
+        raise LayerBuildError(
+            f"expected --arch one of {sorted(ARCHES)}, found {arch!r}"
+        )
+    if not re.fullmatch(r"3\.\d{1,2}", python):
+        raise LayerBuildError(
+            f"expected --python as MAJOR.MINOR (e.g. 3.12), found {python!r}"
+        )
+
+
+def extract(zip_path: Path, into: Path) -> None:
+    """Unpack a layer zip into ``into`` keeping each file's Unix mode."""
+    with zipfile.ZipFile(zip_path) as archive:
+        entries = [
+            Entry(info.filename, archive.read(info), (info.external_attr >> 16) & 0o777)
+            for info in archive.infolist()
+            if not info.is_dir()
+        ]
+    write_tree(entries, into)
+
+
+def build_analyzer(
+    into: Path,
+    arch: str = DEFAULT_ARCH,
+    python: str = DEFAULT_PYTHON,
+    cache: Path | None = None,
+    root: Path | None = None,
+) -> BuildResult:
+    """Lay out the analyzer's Lambda code in ``into`` (emptied first).
+
+    Raises:
+        LayerBuildError: a source is missing or a wheel cannot be had.
+    """
+    _check_target(arch, python)
+    root = root or repo_root()
+    cache = cache or root / "build" / "layer-cache"
+    analyzer_pkg = _require(root / "analyzer" / "palisade_analyzer", "the analyzer")
+    palisade_pkg = _require(root / "layer" / "palisade", "the in-process package")
+
+    entries = list(tree_entries(analyzer_pkg, "palisade_analyzer"))
+    entries += list(tree_entries(palisade_pkg, "palisade"))
+    wheels, bundled = _third_party("", ANALYZER_REQUIREMENTS, cache, arch, python)
+    entries = _deduplicated(entries + wheels)
+
+    if into.exists():
+        shutil.rmtree(into)
+    into.mkdir(parents=True)
+    write_tree(entries, into)
+    return BuildResult(
+        path=into,
+        zipped_bytes=0,
+        unzipped_bytes=sum(len(entry.data) for entry in entries),
+        files=len(entries),
+        sha256=_tree_digest(entries),
+        distributions=bundled,
+    )
+
+
+def _tree_digest(entries: list[Entry]) -> str:
+    digest = hashlib.sha256()
+    for entry in entries:
+        digest.update(f"{entry.name}\0{entry.mode:o}\0{len(entry.data)}\0".encode())
+        digest.update(entry.data)
+    return digest.hexdigest()
+
+
 def build_layer(
     arch: str = DEFAULT_ARCH,
     python: str = DEFAULT_PYTHON,
@@ -381,14 +480,7 @@ def build_layer(
         LayerBuildError: a source is missing, a wheel cannot be had for the target,
             or the zip is over ``max_zipped`` bytes (then no zip is left behind).
     """
-    if arch not in ARCHES:
-        raise LayerBuildError(
-            f"expected --arch one of {sorted(ARCHES)}, found {arch!r}"
-        )
-    if not re.fullmatch(r"3\.\d{1,2}", python):
-        raise LayerBuildError(
-            f"expected --python as MAJOR.MINOR (e.g. 3.12), found {python!r}"
-        )
+    _check_target(arch, python)
     root = root or repo_root()
     out = out or root / "dist"
     cache = cache or root / "build" / "layer-cache"
@@ -422,20 +514,31 @@ def build_layer(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="palisade layer build",
-        description="Build the Palisade Lambda layer zip for one architecture.",
-    )
+def _target_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=sorted(ARCHES), default=DEFAULT_ARCH)
     parser.add_argument(
         "--python",
         default=DEFAULT_PYTHON,
         help="CPython version of the target runtime (default %(default)s)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="default: dist/")
     parser.add_argument(
         "--cache", type=Path, default=None, help="wheel cache (build/layer-cache/)"
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="palisade layer build",
+        description="Build the Palisade Lambda layer zip for one architecture.",
+    )
+    _target_arguments(parser)
+    parser.add_argument("--out", type=Path, default=None, help="default: dist/")
+    parser.add_argument(
+        "--extract",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also unpack the layer into DIR, modes kept (for sam build)",
     )
     parser.add_argument(
         "--max-size-mb",
@@ -446,35 +549,61 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str]) -> int:
-    """``palisade layer build [--arch A] [--python X.Y] [--out DIR]``."""
-    args = list(argv)
-    if not args or args[0] in ("-h", "--help"):
-        print("usage: palisade layer build [--arch x86_64|arm64] [--python 3.12] ...")
-        return 0 if args else 2
-    if args[0] != "build":
-        print(
-            f"palisade layer: unknown subcommand {args[0]!r}; expected 'build'",
-            file=sys.stderr,
-        )
-        return 2
-    opts = _parser().parse_args(args[1:])
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
-    try:
-        result = build_layer(
-            arch=opts.arch,
-            python=opts.python,
-            out=opts.out,
-            cache=opts.cache,
-            max_zipped=int(opts.max_size_mb * 1_000_000),
-        )
-    except LayerBuildError as exc:
-        print(f"palisade layer build: {exc}", file=sys.stderr)
-        return 1
+def _analyzer_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="palisade layer analyzer",
+        description="Lay out the analyzer's Lambda code, dependencies included.",
+    )
+    _target_arguments(parser)
+    parser.add_argument("--into", type=Path, required=True, metavar="DIR")
+    return parser
+
+
+def _report(result: BuildResult) -> None:
     print(f"wrote {result.path}")
-    print(f"  zipped   {result.zipped_bytes:>12,} bytes")
+    if result.zipped_bytes:
+        print(f"  zipped   {result.zipped_bytes:>12,} bytes")
     print(f"  unzipped {result.unzipped_bytes:>12,} bytes in {result.files} files")
     print(f"  sha256   {result.sha256}")
     for name, version in sorted(result.distributions.items()):
         print(f"  bundled  {name}=={version}")
+
+
+def main(argv: Sequence[str]) -> int:
+    """``palisade layer build [--arch A] [--python X.Y] ...`` or ``analyzer``."""
+    args = list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print("usage: palisade layer {build,analyzer} [--arch x86_64|arm64] ...")
+        print("  build     the layer zip: dist/palisade-layer-<arch>.zip")
+        print("  analyzer  the analyzer's Lambda code in a folder")
+        return 0 if args else 2
+    if args[0] not in ("build", "analyzer"):
+        print(
+            f"palisade layer: unknown subcommand {args[0]!r}; expected build or "
+            "analyzer",
+            file=sys.stderr,
+        )
+        return 2
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    try:
+        if args[0] == "analyzer":
+            opts = _analyzer_parser().parse_args(args[1:])
+            result = build_analyzer(
+                opts.into, arch=opts.arch, python=opts.python, cache=opts.cache
+            )
+        else:
+            opts = _build_parser().parse_args(args[1:])
+            result = build_layer(
+                arch=opts.arch,
+                python=opts.python,
+                out=opts.out,
+                cache=opts.cache,
+                max_zipped=int(opts.max_size_mb * 1_000_000),
+            )
+            if opts.extract is not None:
+                extract(result.path, opts.extract)
+    except LayerBuildError as exc:
+        print(f"palisade layer {args[0]}: {exc}", file=sys.stderr)
+        return 1
+    _report(result)
     return 0
