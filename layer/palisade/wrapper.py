@@ -1,0 +1,110 @@
+"""Wrapping a handler: one invocation context and one record per call.
+
+``protect(handler)`` (also usable as ``@protect`` or ``@protect(mode="block")``)
+installs Palisade if needed, then runs each call inside an invocation context.
+The handler's result is returned as is and its exceptions propagate unchanged
+(same object, type, message and traceback frames; the wrapper adds its own frame
+like any decorator). Any event value is accepted (object, list, null, number)
+and extra positional or keyword arguments are passed through.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from . import context, guard, hook
+from .errors import BlockedError
+
+F = TypeVar("F", bound=Callable[..., Any])
+_local_ids = itertools.count(1)
+
+
+def _request_id(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    ctx = args[0] if args else kwargs.get("context")
+    value = getattr(ctx, "aws_request_id", None)
+    if isinstance(value, str) and value:
+        return value
+    return f"local-{os.getpid()}-{next(_local_ids)}"
+
+
+def _begin(active: guard.Guard, event: Any, args: Any, kwargs: Any) -> Any:
+    with hook.quiet():
+        if not active.init_closed:
+            active.close_init()
+        cold, active.cold = active.cold, False
+        invocation, token = context.begin(_request_id(args, kwargs), cold)
+        invocation.event = event
+        return invocation, token
+
+
+def _end(
+    active: guard.Guard,
+    opened: Any,
+    outcome: str,
+    error_type: str | None,
+) -> None:
+    invocation, token = opened
+    context.end(invocation, token)
+    active.finish(invocation, outcome, error_type)
+
+
+def run(handler: Callable[..., Any], event: Any, args: Any, kwargs: Any) -> Any:
+    """Call ``handler(event, *args, **kwargs)`` as one observed invocation."""
+    active = guard.current()
+    opened = None
+    if active is not None:
+        try:
+            opened = _begin(active, event, args, kwargs)
+        except Exception:
+            hook.internal_error("invocation-start")
+    try:
+        result = handler(event, *args, **kwargs)
+    except BaseException as exc:
+        if opened is not None and active is not None:
+            outcome = "blocked" if isinstance(exc, BlockedError) else "error"
+            try:
+                _end(active, opened, outcome, type(exc).__name__)
+            except Exception:
+                hook.internal_error("invocation-end")
+        raise
+    if opened is not None and active is not None:
+        try:
+            _end(active, opened, "success", None)
+        except Exception:
+            hook.internal_error("invocation-end")
+    return result
+
+
+@overload
+def protect(handler: F, /, **overrides: Any) -> F: ...
+@overload
+def protect(handler: None = None, /, **overrides: Any) -> Callable[[F], F]: ...
+
+
+def protect(handler: Any = None, /, **overrides: Any) -> Any:
+    """Protect a Lambda handler: install Palisade and record every invocation.
+
+    Args:
+        handler: the function (or callable object) to protect; omit it to use
+            ``@protect(mode=...)`` as a decorator factory.
+        overrides: settings for install (``mode``, ``policy``, ``output``, ...),
+            winning over PALISADE_* variables; ignored when already installed.
+
+    Raises:
+        ConfigError, PolicyError: as :func:`palisade.install`.
+    """
+    if handler is None:
+        return lambda fn: protect(fn, **overrides)
+    guard.install(**overrides)
+
+    @functools.wraps(handler)
+    def palisade_handler(event: Any = None, *args: Any, **kwargs: Any) -> Any:
+        return run(handler, event, args, kwargs)
+
+    palisade_handler.__wrapped__ = handler
+    palisade_handler.__palisade__ = True  # type: ignore[attr-defined]
+    return palisade_handler
