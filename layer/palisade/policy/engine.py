@@ -271,7 +271,7 @@ class Engine:
         dst = detail.get("dst")
         if kind == "file" and op in ("rename", "link") and isinstance(dst, str) and dst:
             other = self._evaluate_one(kind, op, dst, detail, module)
-            if _SEVERITY[other.verdict] > _SEVERITY[decision.verdict]:
+            if _rank(other) > _rank(decision):
                 return other
         return decision
 
@@ -330,6 +330,11 @@ class Engine:
                 if net.literal and net.allows_lookup(subject, module):
                     return net.rule_id
         return None
+
+
+def _rank(decision: Decision) -> tuple[int, bool]:
+    """Severity, then built-in rules before others (the more telling reason)."""
+    return _SEVERITY[decision.verdict], decision.rule.startswith("builtin:")
 
 
 def _first(rules: tuple[Rule, ...], op: str, subject: Any, module: str) -> Rule | None:
@@ -424,7 +429,7 @@ def _label(source: PolicySource) -> str:
     if isinstance(source, bytes):
         return "inline"
     text = source.strip()
-    if "\n" in text or text.startswith("{"):
+    if "\n" in text or text.startswith(("{", "[")):
         return "inline"
     if os.path.exists(text) or text.startswith(("/", "./", "../", "~")):
         return text

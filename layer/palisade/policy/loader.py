@@ -92,12 +92,12 @@ def _read(source: PolicySource) -> tuple[str, Any]:
             "policy source is empty; expected a path, JSON or YAML text",
             [("$", "expected a policy document, found empty text")],
         )
-    if "\n" not in text and not text.startswith("{"):
+    if "\n" not in text and not text.startswith(("{", "[")):
         if os.path.exists(text) or text.startswith(("/", "./", "../", "~")):
             return _read_file(os.path.expanduser(text))
         if text.endswith(_JSON_SUFFIXES + _YAML_SUFFIXES):
             return _read_file(text)
-    if text.startswith("{"):
+    if text.startswith(("{", "[")):
         return "inline JSON", _parse_json(text, "inline JSON")
     return "inline YAML", _parse_yaml(text, "inline YAML")
 
@@ -121,7 +121,7 @@ def _read_file(path: str) -> tuple[str, Any]:
         return label, _parse_json(text, label)
     if path.endswith(_YAML_SUFFIXES):
         return label, _parse_yaml(text, label)
-    if text.lstrip().startswith("{"):
+    if text.lstrip().startswith(("{", "[")):
         return label, _parse_json(text, label)
     return label, _parse_yaml(text, label)
 
