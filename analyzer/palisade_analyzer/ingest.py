@@ -1,0 +1,572 @@
+"""Ingest: from a signed batch body to stored trail, profiles and alerts.
+
+:class:`Ingestor` is the one entry point; the HTTP server and the AWS Lambda
+handlers both call :meth:`Ingestor.ingest` (or the payload helpers below). Checks,
+in order, each with its HTTP status and error code (and a counter
+``rejected.<code>``): size (413 ``batch_too_large``), signature headers (401
+``missing_signature``), key id (401 ``unknown_key``), timestamp within the replay
+window (401 ``bad_timestamp`` / ``stale_timestamp``), HMAC (401
+``bad_signature``), JSON (400 ``malformed_json``), batch schema (400
+``schema_violation``), the key's binding to ``source.function`` (403
+``function_not_bound``). A batch id already applied answers 200 ``duplicate`` and
+stores nothing. Within an accepted batch a record that fails the record schema or
+names a function the key is not bound to is rejected alone (counted as
+``rejected_records.<code>``); the others are stored. Our own failure answers 500
+``internal_error`` and, the store being transactional, stores nothing.
+
+Stream payloads (Kinesis, SQS) carry the same signed bytes in an envelope::
+
+    {"schema": "palisade.signed/1", "headers": {"X-Palisade-Key-Id": ...,
+     "X-Palisade-Timestamp": ..., "X-Palisade-Signature": ...}, "body": "<batch>"}
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .detection import Detector
+from .model import (
+    Alert,
+    BatchDelta,
+    Invocation,
+    SigDelta,
+    TrailEvent,
+    VersionDelta,
+)
+from .profile import becomes_stable, bucket_of, rates_of
+from .schemas import envelope_validator, first_error, record_validator
+from .settings import Settings
+from .signatures import Behaviour, behaviour_of
+from .signing import (
+    KEY_ID_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    KeyRing,
+    signed_headers,
+    verify,
+)
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+ENVELOPE_SCHEMA = "palisade.signed/1"
+
+
+@dataclass
+class IngestResult:
+    """The answer to one batch: HTTP status, code, message and what was kept."""
+
+    status: int
+    code: str
+    message: str
+    stored: int = 0
+    duplicates: int = 0
+    rejected_records: int = 0
+    batch_id: str | None = None
+    new_alerts: list[Alert] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """The HTTP response body."""
+        if self.status >= 400:
+            return {"error": self.code, "message": self.message}
+        return {
+            "status": self.code,
+            "message": self.message,
+            "batch_id": self.batch_id,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "rejected_records": self.rejected_records,
+            "alerts": [a.id for a in self.new_alerts],
+        }
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None
+
+
+class Ingestor:
+    """Validates, authenticates and applies batches to a store.
+
+    Args:
+        store: where batches go.
+        keys: the accepted signing keys (an empty ring rejects every batch).
+        settings: thresholds and limits.
+        on_alert: called with the alerts each stored batch creates (after commit).
+        clock: the time source for the replay window (tests move it).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        keys: KeyRing,
+        settings: Settings | None = None,
+        on_alert: Callable[[list[Alert]], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.store = store
+        self.keys = keys
+        self.settings = settings or Settings()
+        self.on_alert = on_alert
+        self.clock = clock
+        # One writer at a time: detection reads the profile the batch then updates.
+        self._lock = threading.Lock()
+        self._behaviours: dict[tuple[Any, ...], Behaviour] = {}
+
+    def ingest(self, body: bytes, headers: Mapping[str, str]) -> IngestResult:
+        """Check and apply one batch; never raises."""
+        try:
+            result = self._ingest(body, headers)
+        except _Rejected as rej:
+            result = IngestResult(rej.status, rej.code, rej.message)
+            self._count(f"rejected.{rej.code}")
+            return result
+        except Exception as exc:
+            log.exception("ingest failed on our side; the batch was not stored")
+            self._count("rejected.internal_error")
+            return IngestResult(
+                500,
+                "internal_error",
+                f"the analyzer failed ({type(exc).__name__}); nothing was stored, "
+                "send the batch again",
+            )
+        return result
+
+    def _count(self, name: str, n: int = 1) -> None:
+        try:
+            self.store.count(name, n)
+        except Exception:
+            log.exception("could not count %s", name)
+
+    def _authenticate(self, body: bytes, headers: Mapping[str, str]) -> Any:
+        limit = self.settings.max_batch_bytes
+        if len(body) > limit:
+            raise _Rejected(
+                413,
+                "batch_too_large",
+                f"batch body is {len(body)} bytes; the limit is {limit} "
+                "(PALISADE_ANALYZER_MAX_BATCH_BYTES): send smaller batches",
+            )
+        key_id = _header(headers, KEY_ID_HEADER)
+        stamp = _header(headers, TIMESTAMP_HEADER)
+        signature = _header(headers, SIGNATURE_HEADER)
+        missing = [
+            name
+            for name, value in (
+                (KEY_ID_HEADER, key_id),
+                (TIMESTAMP_HEADER, stamp),
+                (SIGNATURE_HEADER, signature),
+            )
+            if not value
+        ]
+        if missing or key_id is None or stamp is None or signature is None:
+            raise _Rejected(
+                401,
+                "missing_signature",
+                f"expected headers {KEY_ID_HEADER}, {TIMESTAMP_HEADER} and "
+                f"{SIGNATURE_HEADER}; missing {', '.join(missing)}",
+            )
+        key = self.keys.get(key_id)
+        if key is None:
+            raise _Rejected(
+                401,
+                "unknown_key",
+                f"key id {key_id!r:.80} is not configured on this analyzer",
+            )
+        try:
+            sent = int(stamp.strip())
+        except ValueError:
+            raise _Rejected(
+                401,
+                "bad_timestamp",
+                f"{TIMESTAMP_HEADER} must be unix seconds; found {stamp!r:.40}",
+            ) from None
+        skew = abs(self.clock() - sent)
+        window = self.settings.max_skew_seconds
+        if skew > window:
+            raise _Rejected(
+                401,
+                "stale_timestamp",
+                f"{TIMESTAMP_HEADER} {sent} is {skew:.0f}s from the analyzer's "
+                f"clock; at most {window}s is accepted (a replay, or a wrong clock)",
+            )
+        if not verify(key.secret, stamp.strip(), body, signature):
+            raise _Rejected(
+                401,
+                "bad_signature",
+                f"{SIGNATURE_HEADER} does not match the body for key {key_id!r}: "
+                'expected v1=hex(HMAC-SHA256(secret, timestamp + "." + body))',
+            )
+        return key
+
+    def _ingest(self, body: bytes, headers: Mapping[str, str]) -> IngestResult:
+        key = self._authenticate(body, headers)
+        try:
+            doc = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _Rejected(
+                400, "malformed_json", f"batch body is not JSON: {exc}"
+            ) from None
+        problem = first_error(envelope_validator(), doc)
+        if problem is not None:
+            raise _Rejected(
+                400,
+                "schema_violation",
+                f"batch does not match palisade.batch/1 at {problem}",
+            )
+        function = doc["source"]["function"]
+        if not key.allows(function):
+            raise _Rejected(
+                403,
+                "function_not_bound",
+                f"key {key.id!r} may report {list(key.functions)}, not function "
+                f"{function!r}",
+            )
+        batch_id = doc["batch_id"]
+        if self.store.has_batch(function, batch_id):
+            return self._duplicate(doc)
+
+        records, rejected = self._valid_records(doc, key)
+        with self._lock:
+            delta = self.prepare(doc, records, self.clock())
+            result = self.store.apply(delta)
+        if not result.stored:
+            return self._duplicate(doc)
+        self._count("batches.stored")
+        self._count("records.stored", len(records))
+        if rejected:
+            self._count("records.rejected", rejected)
+        if result.new_alerts:
+            self._count("alerts.new", len(result.new_alerts))
+            if self.on_alert is not None:
+                try:
+                    self.on_alert(result.new_alerts)
+                except Exception:
+                    log.exception("an alert sink failed; alerts are stored")
+        return IngestResult(
+            202,
+            "stored",
+            f"stored {len(records)} record(s), rejected {rejected}",
+            stored=len(records),
+            rejected_records=rejected,
+            batch_id=batch_id,
+            new_alerts=result.new_alerts,
+        )
+
+    def _duplicate(self, doc: Mapping[str, Any]) -> IngestResult:
+        self._count("batches.duplicate")
+        return IngestResult(
+            200,
+            "duplicate",
+            f"batch {doc['batch_id']!r} was already stored; nothing changed",
+            duplicates=len(doc["records"]),
+            batch_id=doc["batch_id"],
+        )
+
+    def _valid_records(
+        self, doc: Mapping[str, Any], key: Any
+    ) -> tuple[list[dict[str, Any]], int]:
+        valid: list[dict[str, Any]] = []
+        rejected = 0
+        checker = record_validator()
+        for i, record in enumerate(doc["records"]):
+            problem = first_error(checker, record)
+            code = None
+            if problem is not None:
+                code = "schema_violation"
+                log.warning(
+                    "batch %s record %d rejected: %s", doc["batch_id"], i, problem
+                )
+            elif not key.allows(record["function"]):
+                code = "function_not_bound"
+                log.warning(
+                    "batch %s record %d names function %r, which key %r may not "
+                    "report; rejected",
+                    doc["batch_id"],
+                    i,
+                    record["function"],
+                    key.id,
+                )
+            if code is None:
+                valid.append(record)
+            else:
+                rejected += 1
+                self._count(f"rejected_records.{code}")
+        return valid, rejected
+
+    def behaviour(self, event: Mapping[str, Any]) -> Behaviour:
+        """The behaviour of an event, cached on the inputs that decide it."""
+        detail = event["detail"]
+        kind = event["kind"]
+        extra: Any = None
+        if kind == "process":
+            argv = detail.get("argv")
+            extra = (
+                tuple(map(str, argv)) if isinstance(argv, list) else None,
+                bool(detail.get("shell")),
+            )
+        elif kind == "network":
+            extra = (
+                detail.get("resolved_from"),
+                detail.get("port"),
+                detail.get("protocol"),
+                detail.get("ip"),
+            )
+        elif kind == "aws":
+            extra = (
+                detail.get("service"),
+                detail.get("operation"),
+                detail.get("resource"),
+            )
+        cache_key = (kind, event["op"], event["target"], extra)
+        found = self._behaviours.get(cache_key)
+        if found is None:
+            if len(self._behaviours) > 200_000:
+                self._behaviours.clear()
+            found = behaviour_of(kind, event["op"], event["target"], detail)
+            self._behaviours[cache_key] = found
+        return found
+
+    def prepare(
+        self,
+        doc: Mapping[str, Any],
+        records: Sequence[Mapping[str, Any]],
+        received_at: float,
+    ) -> BatchDelta:
+        """Turn valid records into the batch's delta (trail, counters, alerts)."""
+        batch_id = doc["batch_id"]
+        delta = BatchDelta(doc["source"]["function"], batch_id, received_at)
+        groups: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+        for record in records:
+            groups[(record["function"], record["version"])].append(record)
+        for (function, version), group in groups.items():
+            analysed = [
+                (record, [(ev, self.behaviour(ev)) for ev in record["events"]])
+                for record in group
+            ]
+            names = {b.signature for _, pairs in analysed for _, b in pairs}
+            ctx = self.store.load_context(function, version, names)
+            detector = Detector(ctx, self.settings)
+            vd = VersionDelta()
+            for record, pairs in analysed:
+                self._add_record(delta, vd, function, version, record, pairs, doc)
+                detector.detect(function, version, record, pairs, delta.alerts)
+            self._learning(delta, vd, function, version, ctx, names)
+            delta.versions[(function, version)] = vd
+        return delta
+
+    def _add_record(
+        self,
+        delta: BatchDelta,
+        vd: VersionDelta,
+        function: str,
+        version: str,
+        record: Mapping[str, Any],
+        pairs: Sequence[tuple[Mapping[str, Any], Behaviour]],
+        doc: Mapping[str, Any],
+    ) -> None:
+        request_id = record["request_id"]
+        events = record["events"]
+        started = record.get("started_at")
+        if started is None:
+            started = min((float(e["ts"]) for e in events), default=doc["sent_at"])
+        started = float(started)
+        if request_id != "init" and record.get("outcome") != "init":
+            vd.invocations += 1
+            for metric, value in rates_of(events).items():
+                hist = vd.rates.setdefault(metric, {})
+                bucket = bucket_of(value)
+                hist[bucket] = hist.get(bucket, 0) + 1
+        vd.events += len(events)
+        vd.first_seen = min(vd.first_seen, started)
+        vd.last_seen = max(vd.last_seen, started)
+        seen: set[str] = set()
+        batch_id = delta.batch_id
+        for event, behaviour in pairs:
+            sig = behaviour.signature
+            ts = float(event["ts"])
+            vd.last_seen = max(vd.last_seen, ts)
+            key = (function, version, sig)
+            sd = delta.sigs.get(key)
+            if sd is None:
+                sd = SigDelta(behaviour.kind, behaviour.sensitivity)
+                delta.sigs[key] = sd
+            sd.add(ts, event["module"])
+            if sig not in seen:
+                sd.invocations += 1
+                seen.add(sig)
+            delta.events.append(
+                TrailEvent(
+                    function,
+                    version,
+                    request_id,
+                    batch_id,
+                    int(event["seq"]),
+                    ts,
+                    event["kind"],
+                    event["op"],
+                    event["target"],
+                    event["module"],
+                    event["verdict"],
+                    event["rule"],
+                    sig,
+                    event["detail"],
+                )
+            )
+        delta.invocations.append(
+            Invocation(
+                function,
+                version,
+                request_id,
+                batch_id,
+                started,
+                float(record["duration_ms"]),
+                str(record.get("outcome") or ""),
+                bool(record["cold_start"]),
+                len(events),
+                int(record["dropped"]),
+                list(record.get("event_digest") or []),
+            )
+        )
+
+    def _learning(
+        self,
+        delta: BatchDelta,
+        vd: VersionDelta,
+        function: str,
+        version: str,
+        ctx: Any,
+        names: set[str],
+    ) -> None:
+        new_times = [
+            delta.sigs[(function, version, s)].first_seen
+            for s in names
+            if s not in ctx.sigs
+        ]
+        if new_times:
+            vd.last_new_at = max(new_times)
+        info = ctx.version
+        if info is None and ctx.prior is not None:
+            vd.prior = ctx.prior.version
+        prior = info.prior if info else vd.prior
+        last_new_candidates = [
+            t for t in (vd.last_new_at, info and info.last_new_at) if t
+        ]
+        last_new = max(last_new_candidates) if last_new_candidates else None
+        invocations = vd.invocations + (info.invocations if info else 0)
+        first_seen = min(vd.first_seen, info.first_seen) if info else vd.first_seen
+        last_seen = max(vd.last_seen, info.last_seen) if info else vd.last_seen
+        if becomes_stable(
+            info, prior, invocations, first_seen, last_seen, last_new, self.settings
+        ):
+            vd.stable_at = last_seen
+
+
+# -- payload shapes of the AWS event sources ----------------------------------------
+
+
+def signed_envelope(
+    key_id: str, secret: str | bytes, body: bytes, timestamp: int
+) -> bytes:
+    """A stream message (Kinesis data, SQS body) carrying one signed batch."""
+    return json.dumps(
+        {
+            "schema": ENVELOPE_SCHEMA,
+            "headers": signed_headers(key_id, secret, body, timestamp),
+            "body": body.decode("utf-8"),
+        }
+    ).encode()
+
+
+def _open_envelope(data: bytes) -> tuple[bytes, dict[str, str]]:
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = None
+    ok = (
+        isinstance(doc, dict)
+        and doc.get("schema") == ENVELOPE_SCHEMA
+        and isinstance(doc.get("headers"), dict)
+        and isinstance(doc.get("body"), str)
+    )
+    if not ok or not isinstance(doc, dict):
+        # Not an envelope: the body alone, which will fail authentication.
+        return data, {}
+    headers = {str(k): str(v) for k, v in doc["headers"].items()}
+    return doc["body"].encode("utf-8"), headers
+
+
+def ingest_message(ingestor: Ingestor, data: bytes) -> IngestResult:
+    """Ingest one stream message (a ``palisade.signed/1`` envelope)."""
+    body, headers = _open_envelope(data)
+    return ingestor.ingest(body, headers)
+
+
+def ingest_function_url(ingestor: Ingestor, event: Mapping[str, Any]) -> dict[str, Any]:
+    """Ingest a Lambda Function URL (or API Gateway v2) request; return the response."""
+    raw = event.get("body") or ""
+    try:
+        if event.get("isBase64Encoded"):
+            body = base64.b64decode(raw, validate=True)
+        else:
+            body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+    except (binascii.Error, ValueError, TypeError):
+        result = IngestResult(400, "malformed_body", "body is not valid base64")
+        ingestor._count("rejected.malformed_body")
+    else:
+        headers = event.get("headers") or {}
+        result = ingestor.ingest(body, {str(k): str(v) for k, v in headers.items()})
+    return {
+        "statusCode": result.status,
+        "headers": {"content-type": "application/json"},
+        "body": json.dumps(result.to_json()),
+    }
+
+
+def ingest_stream_event(ingestor: Ingestor, event: Mapping[str, Any]) -> dict[str, Any]:
+    """Ingest a Kinesis or SQS event; report retryable failures.
+
+    Each message is one envelope. Permanent rejections (4xx) are counted and
+    dropped (a retry would fail again); our own failures (5xx) are returned as
+    ``batchItemFailures`` so the event source retries only those messages.
+    """
+    failures: list[dict[str, str]] = []
+    results: list[dict[str, Any]] = []
+    for message in event.get("Records") or []:
+        if "kinesis" in message:
+            ident = str(message["kinesis"].get("sequenceNumber", ""))
+            try:
+                data = base64.b64decode(
+                    message["kinesis"].get("data", ""), validate=True
+                )
+            except (binascii.Error, ValueError, TypeError):
+                ingestor._count("rejected.malformed_body")
+                results.append({"id": ident, "status": 400, "code": "malformed_body"})
+                continue
+        else:
+            ident = str(message.get("messageId", ""))
+            body = message.get("body") or ""
+            data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        result = ingest_message(ingestor, data)
+        results.append({"id": ident, "status": result.status, "code": result.code})
+        if result.status >= 500:
+            failures.append({"itemIdentifier": ident})
+    return {"batchItemFailures": failures, "results": results}
