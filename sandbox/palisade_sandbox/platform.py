@@ -451,8 +451,8 @@ class Platform:
                 doc = {"errorMessage": body.decode("utf-8", "replace")}
             if not isinstance(doc, dict):
                 doc = {"errorMessage": str(doc)}
-            doc.setdefault("errorType", error_type)
-            self.init_error = {"errorType": error_type, **doc}
+            # The header is what Lambda reports (the RIC may override the body's).
+            self.init_error = {**doc, "errorType": error_type}
             self.runtime_state = "init_error"
             self.cond.notify_all()
         return ACCEPTED
