@@ -75,6 +75,15 @@ def _caller_file(depth: int = 3) -> str:
         return ""
 
 
+def _caller_module(depth: int = 3) -> str:
+    """``__name__`` of the frame that performed the audited operation."""
+    try:
+        name = sys._getframe(depth).f_globals.get("__name__")
+    except ValueError:
+        return ""
+    return name if isinstance(name, str) else ""
+
+
 def _sensitive(path: str) -> bool:
     return any(path == tree or path.startswith(tree + "/") for tree in _SENSITIVE_TREES)
 
@@ -506,7 +515,8 @@ def on_exec_code(args: tuple[Any, ...]) -> None:
         return
     code = args[0]
     filename = getattr(code, "co_filename", None)
-    observe("code", "exec", str(filename), {"name": getattr(code, "co_name", None)})
+    detail = {"name": getattr(code, "co_name", None), "caller": _caller_module()}
+    observe("code", "exec", str(filename), detail)
 
 
 def on_compile(args: tuple[Any, ...]) -> None:
@@ -514,7 +524,7 @@ def on_compile(args: tuple[Any, ...]) -> None:
     if _caller_file() in _CODEGEN_FILES:
         return
     source, filename = args[0], args[1]
-    detail: dict[str, Any] = {}
+    detail: dict[str, Any] = {"caller": _caller_module()}
     if isinstance(source, (str, bytes)):
         text = source if isinstance(source, str) else source.decode("utf-8", "replace")
         detail["length"] = len(text)
@@ -547,7 +557,9 @@ def on_marshal(args: tuple[Any, ...]) -> None:
     if _caller_file() in _IMPORT_FILES:
         return
     data = args[0] if args else None
-    detail = {"length": len(data)} if isinstance(data, (bytes, bytearray)) else {}
+    detail: dict[str, Any] = {"caller": _caller_module()}
+    if isinstance(data, (bytes, bytearray)):
+        detail["length"] = len(data)
     observe("code", "marshal", "<bytes>", detail)
 
 
