@@ -303,6 +303,8 @@ CASES: list[tuple[str, str, str, dict[str, Any], str, str]] = [
         "base",
     ),
     ("code", "import", "evil", {"path": "/tmp/evil.py"}, "app", "unlisted"),
+    ("code", "import", "evil2", {"file": "/tmp/evil2.so"}, "app", "unlisted"),
+    ("code", "import", "yaml", {"file": "/opt/python/yaml/__init__.py"}, "a", "base"),
     ("code", "pickle", "myapp.models:Order", {}, "app", "policy:code.allow[1]"),
     ("code", "pickle", "os:system", {}, "app", "unlisted"),
     ("code", "dlopen", "/opt/python/lib/libfoo.so", {}, "app", "base"),
@@ -531,6 +533,7 @@ def test_packages_scope_exact_allow() -> None:
         ("env", "read", "/proc/thread-self/environ", {}, "app"),
         ("file", "read", "/proc/42/task/43/environ", {}, "app"),
         ("code", "dlopen", "None", {}, "app"),
+        ("code", "dlopen", "<process>", {}, "app"),
         ("code", "dlopen", "", {}, "app"),
         ("code", "dlopen", "/lib/x86_64-linux-gnu/libc.so.6", {}, "app"),
         ("code", "dlopen", "/lib/ld-musl-x86_64.so.1", {}, "app"),
@@ -759,7 +762,7 @@ def test_odd_inputs_do_not_raise() -> None:
 
 
 def test_on_error_open_closed_raise(caplog: pytest.LogCaptureFixture) -> None:
-    """An invalid policy: open → monitor without policy, closed → block, raise."""
+    """An invalid policy: open → built-ins only in monitor mode; closed raises."""
     bad = {"version": 1, "mode": "block", "file": {"allow": [{"path": "rel"}]}}
     with caplog.at_level(logging.ERROR, logger="palisade.policy.engine"):
         e = engine(bad)
@@ -769,13 +772,9 @@ def test_on_error_open_closed_raise(caplog: pytest.LogCaptureFixture) -> None:
     assert (
         e.decide("file", "read", "/proc/self/environ", {}, "app").verdict == "alerted"
     )
-    closed = engine(bad, env={"PALISADE_ON_ERROR": "closed"})
-    assert closed.mode == "block"
-    assert (
-        closed.decide("aws", "call", "s3:ListBuckets", {}, "app").verdict == "blocked"
-    )
-    with pytest.raises(PolicyError):
-        engine(bad, env={"PALISADE_ON_ERROR": "raise"})
+    for value in ("closed", "raise"):
+        with pytest.raises(PolicyError, match=r"\$\.file\.allow\[0\]\.path"):
+            engine(bad, env={"PALISADE_ON_ERROR": value})
 
 
 def test_policy_from_environment(tmp_path: Path) -> None:

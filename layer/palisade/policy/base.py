@@ -30,7 +30,9 @@ from palisade.policy.rules import NetworkSubject
 
 # Modules that make up the Lambda runtime itself. ``<runtime>`` is the name the
 # hook gives to code under /var/runtime that has no package of its own.
-RUNTIME_MODULES = frozenset({"awslambdaric", "bootstrap", "<runtime>"})
+RUNTIME_MODULES = frozenset(
+    {"awslambdaric", "bootstrap", "lambda_runtime_client", "<runtime>"}
+)
 
 # Callers that are the import system itself (frozen modules have no package).
 IMPORT_SYSTEM = frozenset(
@@ -280,7 +282,7 @@ class Base:
         if op == "import":
             if target.partition(".")[0] in STDLIB_MODULES:
                 return True
-            path = detail.get("path")
+            path = detail.get("file") or detail.get("path")
             if not isinstance(path, str) or not path:
                 # Unknown location: the read of the module's file is decided as
                 # a file event, so the import itself adds nothing to check.

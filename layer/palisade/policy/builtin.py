@@ -91,6 +91,8 @@ DANGEROUS_SYMBOLS = frozenset(
         "PyEval_SetProfile",
     }
 )
+# How the hook may spell ``CDLL(None)``: the process's own global namespace.
+PROCESS_NAMESPACE = frozenset({"<process>", "None", ""})
 METADATA_ADDRESSES = frozenset({"169.254.169.254", "fd00:ec2::254", "169.254.170.2"})
 LINK_LOCAL_V4 = ipaddress.IPv4Network("169.254.0.0/16")
 _LIBC = re.compile(
@@ -114,7 +116,7 @@ def is_metadata_ip(ip: str | None) -> bool:
 
 def is_libc(target: str) -> bool:
     """``CDLL(None)`` (the process's global namespace) or a libc by file name."""
-    if target in ("", "None"):
+    if target in PROCESS_NAMESPACE:
         return True
     return _LIBC.match(target.rpartition("/")[2]) is not None
 

@@ -382,7 +382,8 @@ def load_engine(
 
     Raises:
         ConfigError: a bad ``mode`` argument, PALISADE_MODE or PALISADE_ON_ERROR.
-        PolicyError: the policy cannot be loaded and PALISADE_ON_ERROR=raise.
+        PolicyError: the policy cannot be loaded and PALISADE_ON_ERROR is
+            ``closed`` (or its synonym ``raise``).
 
     Environment: PALISADE_POLICY, PALISADE_MODE, PALISADE_ON_ERROR, and what
     :func:`palisade.policy.base.runtime_facts` reads.
@@ -405,18 +406,15 @@ def load_engine(
     try:
         document = load_policy_document(source)
     except PolicyError as exc:
-        if on_error == "raise":
+        if on_error != "open":
             raise
-        fallback = "monitor" if on_error == "open" else "block"
         logger.error(
-            "palisade policy from %s not loaded: %s; running without a policy in "
-            "%s mode (PALISADE_ON_ERROR=%s)",
+            "palisade policy from %s not loaded: %s; running with the built-in "
+            "rules only, in monitor mode (PALISADE_ON_ERROR=open)",
             label,
             exc,
-            fallback,
-            on_error,
         )
-        return Engine(None, mode=fallback, env=env, source=label, load_error=exc)
+        return Engine(None, mode="monitor", env=env, source=label, load_error=exc)
     resolved = mode or document.get("mode") or env_mode
     return Engine(document, mode=resolved, env=env, source=label)
 

@@ -76,11 +76,12 @@ def network_subject(target: str, detail: Mapping[str, Any]) -> NetworkSubject:
     ip = canonical_ip(detail.get("ip")) or canonical_ip(host)
     if host and canonical_ip(host) is None and not host.startswith("/"):
         names.append(normal_name(host))
-    resolved = detail.get("resolved_from")
-    if isinstance(resolved, str) and resolved and canonical_ip(resolved) is None:
-        name = normal_name(resolved)
-        if name not in names:
-            names.append(name)
+    for key in ("resolved_from", "host"):
+        value = detail.get(key)
+        if isinstance(value, str) and value and canonical_ip(value) is None:
+            name = normal_name(value)
+            if name not in names:
+                names.append(name)
     detail_port = detail.get("port")
     if isinstance(detail_port, int) and not isinstance(detail_port, bool):
         port = detail_port

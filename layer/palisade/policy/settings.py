@@ -4,8 +4,9 @@
   text, or ``extension``.
 - ``PALISADE_MODE`` (``monitor``): the default mode when neither the caller nor the
   policy sets one.
-- ``PALISADE_ON_ERROR`` (``open``): what an unloadable policy means: ``open``,
-  ``closed`` or ``raise``.
+- ``PALISADE_ON_ERROR`` (``open``): what an unloadable policy means: ``open``
+  runs with the built-in rules only in monitor mode; ``closed`` (synonym
+  ``raise``) raises PolicyError so the function does not start unprotected.
 
 An explicit argument to :func:`palisade.policy.load_engine` wins over the environment.
 """
@@ -77,8 +78,8 @@ ON_ERROR = Setting(
     "PALISADE_ON_ERROR",
     "open",
     _choice("PALISADE_ON_ERROR", ON_ERROR_CHOICES),
-    "When the policy cannot be loaded: 'open' runs without it in monitor mode, "
-    "'closed' runs without it in block mode, 'raise' raises PolicyError.",
+    "When the policy cannot be loaded: 'open' runs with the built-in rules only, "
+    "in monitor mode; 'closed' (or 'raise') raises PolicyError.",
 )
 
 SETTINGS: tuple[Setting, ...] = (POLICY, MODE, ON_ERROR)
