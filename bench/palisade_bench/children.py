@@ -22,7 +22,6 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith(("PALISADE_", "AIKIDO_", "AWS_LAMBDA_", "_HANDLER"))
     }
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
     return env
 

@@ -130,7 +130,9 @@ def _install(variant: str) -> tuple[Callable[[Callable[[], Any]], Any], Any]:
 
         aikido_zen.protect()
         config = get_cache().config
-        config.update_outbound_domains([{"hostname": "localhost", "mode": "allow"}])
+        config.update_outbound_domains(
+            [{"hostname": h, "mode": "allow"} for h in ("localhost", "127.0.0.1")]
+        )
         config.set_block_new_outgoing_requests(True)
 
         def run_zen(fn: Callable[[], Any]) -> Any:
@@ -192,10 +194,12 @@ def main() -> int:
     workdir = Path(spec["workdir"])
     workdir.mkdir(parents=True, exist_ok=True)
 
+    # The fixtures (file, listening socket) exist before the guard, as a
+    # function's bundled files and the services it calls would.
+    ops, cleanup = _ops(workdir)
     started = time.perf_counter()
     run, _state = _install(variant)
     install_ms = (time.perf_counter() - started) * 1000
-    ops, cleanup = _ops(workdir)
 
     per_op: dict[str, list[float]] = {op: [] for op in spec["ops"]}
     iterations: dict[str, int] = spec["iterations"]

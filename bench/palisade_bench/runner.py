@@ -66,15 +66,16 @@ def _run_section(name: str, plan: Plan) -> dict[str, Any]:
     module_name, title = SECTION_MODULES[name]
     began = time.monotonic()
     log.info("section %s: starting", name)
+    module: Any = None
     try:
         module = importlib.import_module(module_name)
         section: dict[str, Any] = module.measure(plan)
     except BenchError as exc:
-        section = {"figures": [_missing(name, str(exc))], "raw": {}}
+        section = {"figures": _missing(name, module, str(exc)), "raw": {}}
     except Exception as exc:  # a broken component must not hide the others
         log.warning("section %s failed:\n%s", name, traceback.format_exc())
         reason = f"the harness hit {type(exc).__name__}: {exc}"
-        section = {"figures": [_missing(name, reason)], "raw": {}}
+        section = {"figures": _missing(name, module, reason), "raw": {}}
     section["title"] = title
     section["elapsed_s"] = round(time.monotonic() - began, 1)
     section["figures"] = [
@@ -84,8 +85,15 @@ def _run_section(name: str, plan: Plan) -> dict[str, Any]:
     return section
 
 
-def _missing(name: str, reason: str) -> Figure:
-    return not_measured(f"{name}.all", name, f"{name}: every figure", "", reason)
+def _missing(name: str, module: Any, reason: str) -> list[Figure]:
+    """Every budgeted figure of a section that failed as a whole, with the reason."""
+    budgeted = getattr(module, "BUDGETED", ())
+    if not budgeted:
+        return [not_measured(f"{name}.all", name, f"{name}: every figure", "", reason)]
+    return [
+        not_measured(fid, name, label, unit, reason, budget_key)
+        for fid, label, unit, budget_key in budgeted
+    ]
 
 
 def write_results(results: dict[str, Any], plan: Plan) -> Path:
