@@ -17,7 +17,7 @@ is not such a process; failing that, a sibling of the extension with
 Limitations: a sample is a snapshot taken after the invocation, so a child that
 started and exited within the invocation, or a connection already closed, is not
 seen. Libraries present at the first sample are a baseline: only those outside
-the system and runtime directories are reported from it. Each sample stops at
+the system directories and the interpreter's own tree are reported from it. Each sample stops at
 PALISADE_OUTSIDE_BUDGET_MS and PALISADE_OUTSIDE_MAX_ENTRIES; what was not looked
 at is not reported. Reading another process's /proc entries needs the same user,
 which holds in Lambda (runtime and extensions share one user).
@@ -64,13 +64,14 @@ def _read(path: str) -> bytes | None:
         return None
 
 
-def _environ(pid: int) -> set[str]:
+def _environ(pid: int) -> dict[str, str]:
     data = _read(f"/proc/{pid}/environ") or b""
-    return {
-        item.split(b"=", 1)[0].decode("utf-8", "replace")
-        for item in data.split(b"\0")
-        if b"=" in item
-    }
+    found = {}
+    for item in data.split(b"\0"):
+        name, sep, value = item.partition(b"=")
+        if sep:
+            found[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    return found
 
 
 def _stat(pid: int) -> tuple[int, str] | None:
@@ -98,17 +99,24 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def find_runtime(own_pid: int | None = None) -> int | None:
-    """The runtime's pid, found as the module docstring describes; None if unseen."""
+    """The runtime's pid, found as the module docstring describes; None if unseen.
+
+    Only processes that share this process's AWS_LAMBDA_RUNTIME_API value count,
+    so another sandbox on the same machine is never taken for ours.
+    """
     me = own_pid or os.getpid()
+    api = _environ(me).get("AWS_LAMBDA_RUNTIME_API") or os.environ.get(
+        "AWS_LAMBDA_RUNTIME_API", ""
+    )
     candidates = []
     others = []
     for pid in _pids():
         if pid == me:
             continue
-        names = _environ(pid)
-        if "AWS_LAMBDA_RUNTIME_API" not in names:
+        env = _environ(pid)
+        if env.get("AWS_LAMBDA_RUNTIME_API") != api or not api:
             continue
-        if "_HANDLER" in names:
+        if "_HANDLER" in env:
             candidates.append(pid)
         else:
             others.append(pid)
@@ -395,10 +403,17 @@ class OutsideView:
 
     def _check_libraries(self, pid: int, report: Any) -> None:
         libraries = libraries_of(pid)
+        prefixes = SYSTEM_PREFIXES
+        try:
+            # The interpreter's own tree (/var/lang in Lambda) is the runtime's.
+            exe = os.readlink(f"/proc/{pid}/exe")
+            prefixes += (os.path.dirname(os.path.dirname(exe)) + "/",)
+        except OSError:
+            pass
         first = self._baseline is None
         baseline = self._baseline or set()
         for path in sorted(libraries - baseline):
-            if first and path.startswith(SYSTEM_PREFIXES):
+            if first and path.startswith(prefixes):
                 continue
             name = os.path.basename(path)
             module = name.split(".", 1)[0]

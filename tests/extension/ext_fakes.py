@@ -69,7 +69,10 @@ class FakeLambda:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except OSError:
+                    pass
 
             def do_POST(self) -> None:
                 body = self._body()
