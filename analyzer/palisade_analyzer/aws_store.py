@@ -404,7 +404,7 @@ class AWSStore:
                         names={f"#b{b}": f"b{b}" for b in hist},
                     )
                 )
-        for (f, v, s), d in sorted(delta.sigs.items()):
+        for (f, v, s), sd in sorted(delta.sigs.items()):
             ops.append(
                 self._update(
                     table,
@@ -416,13 +416,13 @@ class AWSStore:
                     "last_seen = if_not_exists(last_seen, :l) "
                     "ADD #c :c, invocations :i, packages :p",
                     {
-                        ":k": _s(d.kind),
-                        ":sen": _s(d.sensitivity),
-                        ":f": _n(d.first_seen),
-                        ":l": _n(d.last_seen),
-                        ":c": _n(d.count),
-                        ":i": _n(d.invocations),
-                        ":p": {"SS": sorted(d.packages)},
+                        ":k": _s(sd.kind),
+                        ":sen": _s(sd.sensitivity),
+                        ":f": _n(sd.first_seen),
+                        ":l": _n(sd.last_seen),
+                        ":c": _n(sd.count),
+                        ":i": _n(sd.invocations),
+                        ":p": {"SS": sorted(sd.packages)},
                     },
                     names={"#c": "count"},
                 )
@@ -499,8 +499,8 @@ class AWSStore:
                         "attribute_not_exists(stable_at)",
                     )
                 )
-        for (f, v, s), d in sorted(delta.sigs.items()):
-            minmax(table, f"s#{f}#{v}", s, d.first_seen, d.last_seen)
+        for (f, v, s), sd in sorted(delta.sigs.items()):
+            minmax(table, f"s#{f}#{v}", s, sd.first_seen, sd.last_seen)
         for (f, v, s), alert in sorted(delta.alerts.items()):
             minmax(self.alerts_table, f, f"{v}#{s}", alert.first_seen, alert.last_seen)
             rank = SEVERITIES.index(alert.severity)
@@ -608,7 +608,7 @@ class AWSStore:
             for item in self._query(self.profiles_table, "stats")
         }
 
-    # -- queries ------------------------------------------------------------------------
+    # -- queries ----------------------------------------------------------------
 
     def functions(self) -> list[str]:
         """Functions with a profile, sorted."""
