@@ -17,8 +17,8 @@ is not such a process; failing that, a sibling of the extension with
 Limitations: a sample is a snapshot taken after the invocation, so a child that
 started and exited within the invocation, or a connection already closed, is not
 seen. Libraries present at the first sample are a baseline: only those outside
-the system directories and the interpreter's own tree are reported from it. Each sample stops at
-PALISADE_OUTSIDE_BUDGET_MS and PALISADE_OUTSIDE_MAX_ENTRIES; what was not looked
+the system directories and the interpreter's own tree are reported from it.
+Each sample stops at PALISADE_OUTSIDE_BUDGET_MS and PALISADE_OUTSIDE_MAX_ENTRIES; what was not looked
 at is not reported. Reading another process's /proc entries needs the same user,
 which holds in Lambda (runtime and extensions share one user).
 """
@@ -403,7 +403,7 @@ class OutsideView:
 
     def _check_libraries(self, pid: int, report: Any) -> None:
         libraries = libraries_of(pid)
-        prefixes = SYSTEM_PREFIXES
+        prefixes: tuple[str, ...] = SYSTEM_PREFIXES
         try:
             # The interpreter's own tree (/var/lang in Lambda) is the runtime's.
             exe = os.readlink(f"/proc/{pid}/exe")

@@ -9,6 +9,7 @@ batches, checks the signature and deduplicates by batch id.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -69,10 +70,8 @@ class FakeLambda:
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                try:
+                with contextlib.suppress(OSError):
                     self.wfile.write(data)
-                except OSError:
-                    pass
 
             def do_POST(self) -> None:
                 body = self._body()
