@@ -18,8 +18,8 @@ Limitations: a sample is a snapshot taken after the invocation, so a child that
 started and exited within the invocation, or a connection already closed, is not
 seen. Libraries present at the first sample are a baseline: only those outside
 the system directories and the interpreter's own tree are reported from it.
-Each sample stops at PALISADE_OUTSIDE_BUDGET_MS and PALISADE_OUTSIDE_MAX_ENTRIES; what was not looked
-at is not reported. Reading another process's /proc entries needs the same user,
+Each sample stops at PALISADE_OUTSIDE_BUDGET_MS and PALISADE_OUTSIDE_MAX_ENTRIES;
+what was not looked at is not reported. Reading another process's /proc entries needs the same user,
 which holds in Lambda (runtime and extensions share one user).
 """
 

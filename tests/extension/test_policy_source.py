@@ -54,7 +54,7 @@ def test_ssm_missing_or_invalid_raises(ssm):
     with pytest.raises(PolicySourceError, match="/palisade/none"):
         load("ssm:/palisade/none")
     ssm.put_parameter(Name="/palisade/bad", Value="version: 2\n", Type="String")
-    with pytest.raises(PolicySourceError, match="policy.schema.json"):
+    with pytest.raises(PolicySourceError, match=r"policy\.schema\.json"):
         load("ssm:/palisade/bad")
 
 
