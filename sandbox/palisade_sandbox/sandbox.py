@@ -311,6 +311,29 @@ class Sandbox:
             self._user_env,
         )
 
+    def set_env(self, env: Mapping[str, str]) -> None:
+        """Add or change function environment variables before the first init
+        (for values that depend on the layout, such as paths under opt).
+
+        Raises:
+            SandboxError: the environment is already initialised.
+        """
+        with self._lock:
+            if self.initialized:
+                raise SandboxError(
+                    "set_env must come before the first invoke; the environment "
+                    "is already initialised"
+                )
+            self._user_env.update(env)
+            if self.server is not None and self.layout is not None:
+                self._function_env = function_environment(
+                    self.config,
+                    self.layout,
+                    self.server.address,
+                    self._aws_endpoint,
+                    self._user_env,
+                )
+
     def shutdown(self) -> None:
         """SHUTDOWN (spindown) within 2 s, kill what is left, stop the servers.
 
