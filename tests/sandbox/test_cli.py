@@ -1,0 +1,192 @@
+"""``palisade invoke``: results, behaviour summary, JSON records, the local
+analyzer, and clear one-line errors for mistakes in the command."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+from palisade_sandbox import cli
+from palisade_sandbox.layout import REPO_ROOT
+from sandbox_testkit import write_code
+
+PROTECTED = (REPO_ROOT / "layer" / "palisade" / "exec-wrapper").exists() and (
+    REPO_ROOT / "extension" / "launcher"
+).exists()
+needs_layer = pytest.mark.skipif(
+    not PROTECTED, reason="the layer or extension is not in this checkout"
+)
+
+FN = """
+import os
+import subprocess
+
+
+def handler(event, context):
+    with open(os.path.join(os.environ["LAMBDA_TASK_ROOT"], "app.py")) as f:
+        f.read(10)
+    if isinstance(event, dict) and event.get("fail"):
+        raise RuntimeError("asked to fail")
+    try:
+        subprocess.run(["/bin/sh", "-c", "true"], check=False)
+        shell = "ran"
+    except PermissionError:
+        shell = "blocked"
+    return {"shell": shell, "event": event}
+"""
+
+
+@pytest.fixture
+def fn(tmp_path: Path) -> Path:
+    """A function that reads its own file and spawns a shell."""
+    return write_code(tmp_path / "fn", {"app.py": FN})
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    status = cli.main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "required: handler"),
+        (["app.handler", "--bogus"], "unrecognized arguments: --bogus"),
+        (["app"], "handler must be module.function"),
+        (["missing.handler"], "no module 'missing'"),
+        (["app.handler", "--code-dir", "/nonexistent-dir"], "no such directory"),
+        (["app.handler", "--event", "/nonexistent.json"], "no such file"),
+        (["app.handler", "--events", "BAD"], "line 2 is not valid JSON"),
+        (["app.handler", "--event", "BADONE"], "not valid JSON"),
+        (["app.handler", "--env", "NOEQUALS"], "--env expects KEY=VALUE"),
+        (["app.handler", "--mode", "loud"], "invalid choice: 'loud'"),
+        (["app.handler", "--timeout", "0"], "--timeout must be positive"),
+        (["app.handler", "--policy", "/nonexistent.yaml"], "--policy: no such file"),
+        (["app.handler", "--event", "E", "--events", "E"], "not allowed with"),
+    ],
+)
+def test_usage_errors_are_one_line_and_exit_2(
+    argv: list[str],
+    message: str,
+    fn: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each mistake gives exit status 2 and one line on stderr naming it."""
+    bad_lines = tmp_path / "bad.jsonl"
+    bad_lines.write_text('{"ok": 1}\n{oops\n')
+    bad_one = tmp_path / "bad.json"
+    bad_one.write_text("{oops")
+    replace = {"BAD": str(bad_lines), "BADONE": str(bad_one), "E": str(bad_one)}
+    argv = [replace.get(a, a) for a in argv]
+    if argv and "--code-dir" not in argv:
+        argv += ["--code-dir", str(fn)]
+    status, out, err = run(argv, capsys)
+    assert status == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("palisade invoke: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in err
+
+
+def test_unprotected_run_prints_results(
+    fn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without protection the handler runs plainly; a failing invocation makes the
+    exit status 1 and its error is printed."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"n": 1}\n\n{"fail": true}\n')
+    status, out, _ = run(
+        ["app.handler", "--code-dir", str(fn), "--events", str(events), "--no-protect"],
+        capsys,
+    )
+    assert status == 1
+    assert "[1]" in out and "success" in out and "cold start" in out
+    assert '"shell": "ran"' in out
+    assert "[2]" in out and "(warm)" in out
+    assert "RuntimeError: asked to fail" in out
+    assert "Behaviour: not recorded" in out
+
+
+@needs_layer
+@pytest.mark.slow
+def test_protected_run_blocks_and_summarises(
+    fn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In block mode the shell spawn is refused inside the function, and the
+    summary names the operation, its verdict, rule and package."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"n": 1}\n{"n": 2}\n')
+    status, out, _ = run(
+        [
+            "app.handler",
+            "--code-dir",
+            str(fn),
+            "--events",
+            str(events),
+            "--mode",
+            "block",
+        ],
+        capsys,
+    )
+    assert status == 0, out
+    assert out.count('"shell": "blocked"') == 2
+    assert "Behaviour (every invocation and init):" in out
+    summary = out.split("Behaviour", 1)[1]
+    assert "blocked  process spawn /bin/sh  by app  [builtin:shell-spawn] x2" in summary
+    assert "allowed  file read" in summary and "app.py  by app" in summary
+
+
+@needs_layer
+@pytest.mark.slow
+def test_json_prints_one_record_per_line(
+    fn: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json prints the invocation records, with their events and the
+    invocation's outcome, one JSON object per line."""
+    status, out, _ = run(
+        ["app.handler", "--code-dir", str(fn), "--mode", "alert", "--json"], capsys
+    )
+    assert status == 0
+    docs = [json.loads(line) for line in out.splitlines()]
+    invocations = [d for d in docs if "invocation" in d]
+    assert len(invocations) == 1
+    record = invocations[0]
+    assert record["schema"] == "palisade.record/1"
+    assert record["invocation"]["status"] == "success"
+    assert record["invocation"]["payload"]["shell"] == "ran"
+    spawn = [e for e in record["events"] if e["kind"] == "process"]
+    assert spawn and spawn[0]["verdict"] == "alerted"
+    for event in record["events"]:
+        assert {"seq", "kind", "op", "target", "module", "verdict", "rule"} <= set(
+            event
+        )
+    assert any(d.get("request_id") == "init" for d in docs)
+
+
+@needs_layer
+@pytest.mark.slow
+def test_db_ships_batches_to_a_local_analyzer(
+    fn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--db starts an analyzer on the SQLite file; the extension's signed http
+    sink stores the run's batches there."""
+    db = tmp_path / "analyzer.db"
+    status, _, err = run(
+        ["app.handler", "--code-dir", str(fn), "--db", str(db)], capsys
+    )
+    assert status == 0
+    assert "batch(es) stored in" in err
+    stored = int(err.split("palisade invoke: ", 1)[1].split()[0])
+    assert stored >= 1
+    with sqlite3.connect(db) as conn:
+        tables = {
+            row[0]
+            for row in conn.execute("select name from sqlite_master where type='table'")
+        }
+    assert tables
