@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from palisade.policy.base import RUNTIME_MODULES, RuntimeFacts, is_environ_path, under
-from palisade.policy.matching import canonical_ip, embedded_ipv4
+from palisade.policy.matching import IPAddress, embedded_ipv4, parse_ip
 from palisade.policy.rules import NetworkSubject, ProcessSubject
 
 BUILTIN_IDS = (
@@ -95,23 +95,26 @@ DANGEROUS_SYMBOLS = frozenset(
 PROCESS_NAMESPACE = frozenset({"<process>", "None", ""})
 METADATA_ADDRESSES = frozenset({"169.254.169.254", "fd00:ec2::254", "169.254.170.2"})
 LINK_LOCAL_V4 = ipaddress.IPv4Network("169.254.0.0/16")
+_METADATA = frozenset(ipaddress.ip_address(a) for a in METADATA_ADDRESSES)
 _LIBC = re.compile(
     r"^(?:libc(?:\.so(?:\.\d+)*|-[\d.]+\.so)|libc\.musl[^/]*|ld-musl[^/]*)$"
 )
 
 
-def is_metadata_ip(ip: str | None) -> bool:
-    """A metadata or link-local address, seen through IPv6 embeddings."""
-    if ip is None:
+def is_metadata_ip(ip: object) -> bool:
+    """A metadata or link-local address in any spelling, through IPv6 embeddings."""
+    return is_metadata_address(parse_ip(ip))
+
+
+def is_metadata_address(address: IPAddress | None) -> bool:
+    if address is None:
         return False
-    inner = embedded_ipv4(ip) or ip
-    if ip in METADATA_ADDRESSES or inner in METADATA_ADDRESSES:
+    if address in _METADATA:
         return True
-    try:
-        address = ipaddress.ip_address(inner)
-    except ValueError:
-        return False
-    return isinstance(address, ipaddress.IPv4Address) and address in LINK_LOCAL_V4
+    inner = embedded_ipv4(address) or address
+    return inner in _METADATA or (
+        isinstance(inner, ipaddress.IPv4Address) and inner in LINK_LOCAL_V4
+    )
 
 
 def is_libc(target: str) -> bool:
@@ -198,7 +201,7 @@ class Builtins:
         if kind == "network":
             return self._network(op, subject, module)
         if kind == "dns":
-            return "metadata-address" if is_metadata_ip(canonical_ip(subject)) else None
+            return "metadata-address" if is_metadata_ip(subject) else None
         if kind == "code":
             if op == "dlopen":
                 if subject in self.tracker:
@@ -224,7 +227,7 @@ class Builtins:
 
     def _network(self, op: str, subject: NetworkSubject, module: str) -> str | None:
         facts = self.facts
-        if is_metadata_ip(subject.ip):
+        if is_metadata_address(subject.address):
             if facts.credentials is not None and facts.credentials.matches(subject):
                 return None
             return "metadata-address"

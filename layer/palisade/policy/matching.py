@@ -11,6 +11,7 @@ import re
 _IPV4_PART = re.compile(r"^(0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*)$")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 _REGEX_META = frozenset(".^$*+?{}[]|()")
+_NAME_ENDINGS = frozenset("ghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ-_")
 
 
 def _legacy_ipv4(text: str) -> int | None:
@@ -35,6 +36,9 @@ def _legacy_ipv4(text: str) -> int | None:
     return number << (8 * (4 - len(head))) | last
 
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
 def canonical_ip(text: object) -> str | None:
     """The canonical spelling of an IP address, or None when ``text`` is not one.
 
@@ -43,6 +47,12 @@ def canonical_ip(text: object) -> str | None:
     without brackets or ``%scope``; an IPv4-mapped IPv6 address (``::ffff:a.b.c.d``)
     becomes the IPv4 address it maps to.
     """
+    address = parse_ip(text)
+    return None if address is None else str(address)
+
+
+def parse_ip(text: object) -> IPAddress | None:
+    """Like :func:`canonical_ip`, but the address object (or None)."""
     if isinstance(text, bytes):
         text = text.decode("ascii", "replace")
     if not isinstance(text, str) or not text:
@@ -53,29 +63,28 @@ def canonical_ip(text: object) -> str | None:
     host = host.partition("%")[0]
     if host.endswith(".") and ":" not in host:
         host = host[:-1]
+    if not host or host[-1] in _NAME_ENDINGS:
+        # No address spelling ends in g-z: a name, decided without parsing.
+        return None
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
         number = _legacy_ipv4(host) if ":" not in host else None
         if number is None:
             return None
-        return str(ipaddress.IPv4Address(number))
+        return ipaddress.IPv4Address(number)
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        return str(address.ipv4_mapped)
-    return str(address)
+        return address.ipv4_mapped
+    return address
 
 
-def embedded_ipv4(ip: str) -> str | None:
+def embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 address carries (NAT64 ``64:ff9b::/96``, or
     IPv4-compatible ``::a.b.c.d``), for checks that must see through them."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
     if not isinstance(address, ipaddress.IPv6Address):
         return None
     if address in _NAT64 or (int(address) >> 32 == 0 and int(address) > 0xFFFF):
-        return str(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return None
 
 

@@ -15,17 +15,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from palisade.policy.matching import (
+    IPAddress,
     canonical_ip,
     is_literal_glob,
     is_literal_regex,
     name_matches,
     normal_name,
+    parse_ip,
     path_glob_regex,
     split_hostport,
     word_glob_regex,
 )
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,22 @@ def process_subject(target: str, detail: Mapping[str, Any]) -> ProcessSubject:
 def network_subject(target: str, detail: Mapping[str, Any]) -> NetworkSubject:
     host, port = split_hostport(target)
     names: list[str] = []
-    ip = canonical_ip(detail.get("ip")) or canonical_ip(host)
-    if host and canonical_ip(host) is None and not host.startswith("/"):
+    is_path = host.startswith(("/", "@"))
+    address = parse_ip(detail.get("ip"))
+    if is_path or not host:
+        host_address = None
+    elif address is not None and host == detail.get("ip"):
+        host_address = address
+    else:
+        host_address = parse_ip(host)
+    address = address or host_address
+    if host and host_address is None and not is_path:
         names.append(normal_name(host))
+    # Names from the detail are compared as names only; one that is really an
+    # IP literal can never equal a rule's name (those compile to addresses).
     for key in ("resolved_from", "host"):
         value = detail.get(key)
-        if isinstance(value, str) and value and canonical_ip(value) is None:
+        if isinstance(value, str) and value:
             name = normal_name(value)
             if name not in names:
                 names.append(name)
@@ -86,14 +96,13 @@ def network_subject(target: str, detail: Mapping[str, Any]) -> NetworkSubject:
     if isinstance(detail_port, int) and not isinstance(detail_port, bool):
         port = detail_port
     protocol = detail.get("protocol")
-    address = ipaddress.ip_address(ip) if ip else None
     return NetworkSubject(
         tuple(names),
-        ip,
+        None if address is None else str(address),
         address,
         port,
         protocol if isinstance(protocol, str) else "tcp",
-        target if target.startswith("/") else None,
+        target if is_path else None,
     )
 
 
