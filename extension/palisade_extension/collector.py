@@ -92,7 +92,10 @@ class Collector:
             deadline: monotonic time after which waiting stops whatever happens.
             record_wait_s: how long to keep waiting for the record once the
                 runtime is known to be done (or, when neither telemetry nor the
-                layer has ever been heard from, from now).
+                layer has ever been heard from, from now). Without any sign of
+                the layer so far, runtimeDone ends the wait at once: the layer
+                sends its record before the handler returns, so a layer that is
+                there has normally delivered it before runtimeDone.
             telemetry: whether the Telemetry API subscription succeeded.
         """
         with self._cond:
@@ -107,7 +110,7 @@ class Collector:
                     )
                 status = self._runtime_done.get(request_id)
                 if status is not None and done_at is None:
-                    done_at = now + record_wait_s
+                    done_at = now + (record_wait_s if self.layer_seen else 0.0)
                 if done_at is not None and now >= done_at:
                     return WaitResult(False, status, "runtime-done")
                 if now >= deadline:

@@ -28,7 +28,7 @@ from palisade_extension.collector import Collector
 from palisade_extension.drops import Drops
 from palisade_extension.errors import LambdaApiError, PolicySourceError
 from palisade_extension.lambda_api import LambdaApi
-from palisade_extension.outside import OutsideView
+from palisade_extension.outside import SAMPLE_LIMIT_S, OutsideView, Sampler
 from palisade_extension.policy_source import PolicyStore
 from palisade_extension.server import RecordServer, prepare_dir, write_key
 from palisade_extension.shipper import Shipper
@@ -65,7 +65,7 @@ class Extension:
         self.telemetry_ok = False
         self.shipper: Shipper | None = None
         self.spool: Spool | None = None
-        self.view: OutsideView | None = None
+        self.sampler: Sampler | None = None
         self.policy = PolicyStore(
             self.settings["PALISADE_POLICY"], self.settings["PALISADE_POLICY_REFRESH_S"]
         )
@@ -177,14 +177,15 @@ class Extension:
         if self.settings["PALISADE_OUTSIDE_VIEW"]:
             pid_text = self.settings["PALISADE_RUNTIME_PID"]
             api_host, _, api_port = api.address.rpartition(":")
-            self.view = OutsideView(
+            view = OutsideView(
                 int(pid_text) if pid_text.isdigit() else None,
-                self.settings["PALISADE_OUTSIDE_BUDGET_MS"] / 1000.0,
+                SAMPLE_LIMIT_S,
                 self.settings["PALISADE_OUTSIDE_MAX_ENTRIES"],
                 ignore=[(api_host.strip("[]"), int(api_port))]
                 if api_port.isdigit()
                 else [],
             )
+            self.sampler = Sampler(view)
 
     def _sandbox_id(self) -> str:
         import uuid
@@ -256,11 +257,12 @@ class Extension:
         assert self.shipper is not None and self.spool is not None
         records, journals, platform = self.collector.take()
         outside: list[dict[str, Any]] = []
-        if self.view is not None:
-            try:
-                outside = self.view.sample(records, request_id)
-            except Exception as exc:  # our own bug must not cost the records
-                self._once("outside", "outside view failed: %r", exc)
+        if self.sampler is not None:
+            ticket = self.sampler.request(records, request_id)
+            self.sampler.wait(
+                ticket, self.settings["PALISADE_OUTSIDE_BUDGET_MS"] / 1000
+            )
+            outside = self.sampler.take()
         drops = self.drops.take()
         if batches.is_empty(records, platform, outside, drops):
             return None

@@ -17,10 +17,12 @@ is not such a process; failing that, a sibling of the extension with
 Limitations: a sample is a snapshot taken after the invocation, so a child that
 started and exited within the invocation, or a connection already closed, is not
 seen. Libraries present at the first sample are a baseline: only those outside
-the system directories and the interpreter's own tree are reported from it.
-Each sample stops at PALISADE_OUTSIDE_BUDGET_MS and PALISADE_OUTSIDE_MAX_ENTRIES;
-what was not looked at is not reported. Reading another process's /proc entries needs the same user,
-which holds in Lambda (runtime and extensions share one user).
+the system directories and the interpreter's own tree are reported from it. A
+sample runs in its own thread, stops after SAMPLE_LIMIT_S and
+PALISADE_OUTSIDE_MAX_ENTRIES findings, and /next waits for it only
+PALISADE_OUTSIDE_BUDGET_MS; what a sample did not reach is not reported. Reading
+another process's /proc entries needs the same user, which holds in Lambda
+(runtime and extensions share one user).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import ipaddress
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -147,8 +150,21 @@ def _decode_address(text: str) -> tuple[str, int]:
     return ip, int(port, 16)
 
 
-def sockets_of(pid: int) -> dict[int, dict[str, Any]]:
-    """Socket inode -> {protocol, local, remote, state} for one process."""
+def _net_tables(pid: int) -> list[tuple[str, list[str]]]:
+    tables = []
+    for protocol in ("tcp", "tcp6", "udp", "udp6"):
+        data = _read(f"/proc/{pid}/net/{protocol}") or b""
+        tables.append((protocol, data.decode("ascii", "replace").splitlines()[1:]))
+    return tables
+
+
+def sockets_of(
+    pid: int, tables: list[tuple[str, list[str]]] | None = None
+) -> dict[int, dict[str, Any]]:
+    """Socket inode -> {protocol, local, remote, state} for one process.
+
+    ``tables`` are the /proc/net tables of its network namespace when already read.
+    """
     inodes = set()
     fd_dir = f"/proc/{pid}/fd"
     try:
@@ -165,9 +181,8 @@ def sockets_of(pid: int) -> dict[int, dict[str, Any]]:
     found: dict[int, dict[str, Any]] = {}
     if not inodes:
         return found
-    for protocol in ("tcp", "tcp6", "udp", "udp6"):
-        data = _read(f"/proc/{pid}/net/{protocol}") or b""
-        for line in data.decode("ascii", "replace").splitlines()[1:]:
+    for protocol, lines in tables if tables is not None else _net_tables(pid):
+        for line in lines:
             parts = line.split()
             if len(parts) < 10 or not parts[9].isdigit():
                 continue
@@ -183,6 +198,21 @@ def sockets_of(pid: int) -> dict[int, dict[str, Any]]:
                 "state": _TCP_STATES.get(parts[3], parts[3]),
             }
     return found
+
+
+def _has_sockets(pid: int) -> bool:
+    fd_dir = f"/proc/{pid}/fd"
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return False
+    for name in names:
+        try:
+            if os.readlink(os.path.join(fd_dir, name)).startswith("socket:["):
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def libraries_of(pid: int) -> set[str]:
@@ -313,11 +343,12 @@ class OutsideView:
                 self.truncated += 1
                 return findings
             self._check_child(child, parent, report)
+        tables: list[tuple[str, list[str]]] | None = None
         for owner in [pid] + [child for child, _ in tree]:
             if time.monotonic() > end:
                 self.truncated += 1
                 return findings
-            self._check_sockets(owner, report)
+            tables = self._check_sockets(owner, report, tables)
         if time.monotonic() <= end:
             self._check_libraries(pid, report)
         else:
@@ -363,8 +394,16 @@ class OutsideView:
             },
         )
 
-    def _check_sockets(self, pid: int, report: Any) -> None:
-        for inode, entry in sockets_of(pid).items():
+    def _check_sockets(
+        self, pid: int, report: Any, tables: list[tuple[str, list[str]]] | None
+    ) -> list[tuple[str, list[str]]] | None:
+        """Report the process's sockets; returns the net tables read (reused for
+        the other processes of the tree, which share the namespace in Lambda)."""
+        if tables is None and _has_sockets(pid):
+            tables = _net_tables(pid)
+        if tables is None:
+            return None
+        for inode, entry in sockets_of(pid, tables).items():
             ip, port = entry["remote"]
             local_ip, local_port = entry["local"]
             if entry["state"] == "LISTEN" or port == 0:
@@ -400,6 +439,7 @@ class OutsideView:
                     "local": f"{local_ip}:{local_port}",
                 },
             )
+        return tables
 
     def _check_libraries(self, pid: int, report: Any) -> None:
         libraries = libraries_of(pid)
@@ -421,3 +461,64 @@ class OutsideView:
                 continue
             report("library", path, {"pid": pid})
         self._baseline = baseline | libraries
+
+
+# One sample may take this long in its own thread (a busy /proc/net table costs
+# tens of milliseconds to read); an invoke waits for it only up to its budget.
+SAMPLE_LIMIT_S = 0.25
+
+
+class Sampler:
+    """Runs samples in a background thread so /next never waits on /proc long.
+
+    ``request`` queues a sample of the runtime after an invocation; ``wait``
+    gives it up to the invoke's budget; ``take`` hands over every finding ready
+    so far. A sample that misses the budget is not lost: its findings ride in a
+    later batch (the thread is frozen with the environment and resumes on thaw).
+    """
+
+    def __init__(self, view: OutsideView):
+        self.view = view
+        self._cond = threading.Condition()
+        self._jobs: list[tuple[int, list[dict[str, Any]], str | None]] = []
+        self._requested = 0
+        self._done = 0
+        self._findings: list[dict[str, Any]] = []
+        self._failed = False
+        self._thread = threading.Thread(
+            target=self._run, name="palisade-outside", daemon=True
+        )
+        self._thread.start()
+
+    def request(self, records: list[dict[str, Any]], request_id: str | None) -> int:
+        with self._cond:
+            self._requested += 1
+            self._jobs.append((self._requested, records, request_id))
+            self._cond.notify_all()
+            return self._requested
+
+    def wait(self, ticket: int, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: self._done >= ticket, max(0.0, timeout))
+
+    def take(self) -> list[dict[str, Any]]:
+        with self._cond:
+            found, self._findings = self._findings, []
+            return found
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._jobs))
+                ticket, records, request_id = self._jobs.pop(0)
+            found: list[dict[str, Any]] = []
+            try:
+                found = self.view.sample(records, request_id)
+            except Exception:  # our bug must not stop later samples
+                if not self._failed:
+                    self._failed = True
+                    log.exception("outside view sample failed")
+            with self._cond:
+                self._findings.extend(found)
+                self._done = ticket
+                self._cond.notify_all()

@@ -19,7 +19,7 @@ from palisade_extension.errors import FrameError
 MAC_SIZE = 32
 # A record larger than this is refused rather than buffered: the layer bounds its
 # own buffer far below it, so a bigger frame is a bug or an attack.
-MAX_FRAME = 8 * 1024 * 1024
+MAX_FRAME = 16 * 1024 * 1024
 _LENGTH = struct.Struct(">I")
 
 

@@ -155,9 +155,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "PALISADE_SPOOL_DIR",
-        "/tmp/palisade/spool",
+        "",
         _text,
-        "Directory of undelivered batches and not yet shipped records.",
+        "Directory of undelivered batches and not yet batched records; empty: "
+        "spool/ beside the socket (/tmp/palisade/spool).",
     ),
     Setting(
         "PALISADE_SPOOL_MAX_BYTES",
@@ -194,9 +195,10 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "PALISADE_OUTSIDE_BUDGET_MS",
-        "25",
-        _int_min(1),
-        "Time limit of one /proc sample.",
+        "10",
+        _int_min(0),
+        "How long /next waits for the /proc sample of the invocation; a slower "
+        "sample reports in a later batch.",
     ),
     Setting(
         "PALISADE_OUTSIDE_MAX_ENTRIES",
@@ -254,6 +256,9 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
                 ),
             )
             values[setting.name] = setting.parse(setting.default)
+    if not values["PALISADE_SPOOL_DIR"]:
+        socket_dir = os.path.dirname(values["PALISADE_EXTENSION_SOCKET"]) or "."
+        values["PALISADE_SPOOL_DIR"] = os.path.join(socket_dir, "spool")
     return values
 
 
