@@ -8,6 +8,10 @@ zip given with ``--layer``. The extension ships its batches to a file in the
 sandbox (and to the analyzer with ``--analyzer``/``--db``); after the run the CLI
 reads them back and prints each invocation's result and what the function did.
 
+Shortcoming: ``--db`` runs the analyzer's ``Ingestor`` behind a minimal loopback
+endpoint made for the run, not the analyzer's own service, so only ingestion (and
+the detection it performs) happens during the run.
+
 Exit status: 0 when every invocation returned normally, 1 when one failed (error,
 timeout, crash, init error), 2 for a mistake in the command itself.
 """

@@ -8,6 +8,11 @@
 
 The real ``/opt``, ``/tmp`` and ``/var/task`` are never used; the function and the
 extensions learn these paths from the environment (``environment``).
+
+Shortcomings:
+    * The task copy is made read-only with file modes only; a process running as
+      root can still write to it (Lambda's /var/task is a read-only file system).
+    * Code that hard-codes /opt, /tmp or /var/task sees the host's directories.
 """
 
 from __future__ import annotations
