@@ -4,6 +4,11 @@ A validated document's rules become small objects with one ``matches`` method; a
 event becomes one *subject* per kind (a path, a parsed address, ...) built once per
 decision. ``literal`` tells whether a rule's key pattern names exactly one thing,
 which is what an exact allow of a built-in high-risk behaviour needs.
+
+Limitations: a process ``argv`` regex sees the arguments joined with single spaces,
+so one argument containing a space looks like two; process rules have no ``ops``,
+so they apply to every process op alike (``fork`` has the interpreter as target,
+``kill`` the pid as text or ``pgid:<n>``).
 """
 
 from __future__ import annotations
