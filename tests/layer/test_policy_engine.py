@@ -747,6 +747,37 @@ def test_home_rule_matches_nothing_without_home() -> None:
     assert e.decide("file", "read", "/home/x/a", {}, "app") == ("blocked", "unlisted")
 
 
+def test_cache_keys_include_the_details_that_decide() -> None:
+    """The same target with a different decisive detail is decided afresh."""
+    e = engine(mode="block")
+    ok = e.decide("code", "import", "plugin", {"file": "/opt/python/plugin.py"}, "a")
+    assert ok == ("allowed", "base")
+    bad = e.decide("code", "import", "plugin", {"file": "/tmp/plugin.py"}, "a")
+    assert bad == ("blocked", "unlisted")
+    doc = {"version": 1, "network": {"allow": [{"host": "api.example.com"}]}}
+    e = engine(doc, mode="block")
+    named = {"ip": "198.51.100.9", "port": 443, "resolved_from": "api.example.com"}
+    target = "198.51.100.9:443"
+    assert e.decide("network", "connect", target, named, "a").verdict == "allowed"
+    assert (
+        e.decide(
+            "network", "connect", target, {**named, "resolved_from": "x.test"}, "a"
+        ).verdict
+        == "blocked"
+    )
+
+
+def test_process_exec_with_path_variable() -> None:
+    """An exec pattern may start with $TASK_ROOT or $TMP like a file path."""
+    doc = {"version": 1, "process": {"allow": [{"exec": "$TASK_ROOT/bin/*"}]}}
+    e = engine(doc, mode="block")
+    assert (
+        e.decide("process", "spawn", "/var/task/bin/tool", {}, "app").verdict
+        == "allowed"
+    )
+    assert e.decide("process", "spawn", "/opt/bin/tool", {}, "app").verdict == "blocked"
+
+
 def test_cache_is_used_and_bounded() -> None:
     """Repeated events come from the cache, which never exceeds its limit."""
     e = engine(POLICY, mode="block")

@@ -247,6 +247,7 @@ class Engine:
                 get("port"),
                 get("protocol"),
                 get("resolved_from"),
+                get("host"),
                 get("aws_endpoint"),
                 module,
             )
@@ -255,7 +256,7 @@ class Engine:
         elif kind == "code":
             if op == "dlopen" and target in self.tracker:
                 return None
-            key = (kind, op, target, get("caller"), get("path"), module)
+            key = (kind, op, target, get("caller"), get("file"), get("path"), module)
         else:
             key = (kind, op, target, module)
         try:

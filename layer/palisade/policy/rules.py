@@ -191,7 +191,7 @@ class ProcessRule(Rule):
     ) -> None:
         super().__init__(rule_id, raw)
         exec_pattern: str = raw["exec"]
-        self.by_name = "/" not in exec_pattern
+        self.by_name = "/" not in exec_pattern and not exec_pattern.startswith("$")
         self.regex: re.Pattern[str] | None
         if self.by_name:
             self.regex = word_glob_regex(exec_pattern)
