@@ -123,25 +123,12 @@ def _install(variant: str) -> tuple[Callable[[Callable[[], Any]], Any], Any]:
 
         return run_palisade, palisade
     if variant == "zen":
-        import aikido_zen
-        from aikido_zen.context import Context
-        from aikido_zen.helpers.build_route_from_url import build_route_from_url
-        from aikido_zen.thread.thread_cache import get_cache
+        import zen_setup
 
-        aikido_zen.protect()
-        config = get_cache().config
-        config.update_outbound_domains(
-            [{"hostname": h, "mode": "allow"} for h in ("localhost", "127.0.0.1")]
-        )
-        config.set_block_new_outgoing_requests(True)
+        zen_setup.protect()
 
         def run_zen(fn: Callable[[], Any]) -> Any:
-            context = Context(body={"q": "benign input"}, source="lambda")
-            context.method = "POST"
-            context.url = "https://bench.lambda-url.us-east-1.on.aws/op"
-            context.route = build_route_from_url(context.url)
-            context.remote_address = "198.51.100.7"
-            context.set_as_current_context()
+            zen_setup.set_context({"q": "benign input"})
             return fn()
 
         return run_zen, None
@@ -157,24 +144,15 @@ def _check_active(variant: str, run: Callable[[Callable[[], Any]], Any]) -> bool
     if variant == "floor":
         return True
     if variant == "zen":
-        from aikido_zen.context import Context
-        from aikido_zen.helpers.build_route_from_url import build_route_from_url
+        import zen_setup
 
-        def attack() -> bool:
-            payload = "x; true"
-            context = Context(body={"q": payload}, source="lambda")
-            context.method = "POST"
-            context.url = "https://bench.lambda-url.us-east-1.on.aws/op"
-            context.route = build_route_from_url(context.url)
-            context.remote_address = "198.51.100.7"
-            context.set_as_current_context()
-            try:
-                subprocess.run(f"echo {payload}", shell=True, capture_output=True)
-            except Exception as exc:
-                return type(exc).__name__ == "AikidoShellInjection"
-            return False
-
-        return attack()
+        payload = "x; true"
+        zen_setup.set_context({"q": payload})
+        try:
+            subprocess.run(f"echo {payload}", shell=True, capture_output=True)
+        except Exception as exc:
+            return type(exc).__name__ == "AikidoShellInjection"
+        return False
     if variant.startswith("palisade-block"):
 
         def forbidden() -> bool:

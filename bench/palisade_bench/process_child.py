@@ -52,26 +52,13 @@ def _install(variant: str) -> Callable[[Handler], Handler]:
         palisade.install()
         return palisade.protect
     if variant == "zen":
-        import aikido_zen
-        from aikido_zen.context import Context
-        from aikido_zen.helpers.build_route_from_url import build_route_from_url
-        from aikido_zen.thread.thread_cache import get_cache
+        import zen_setup
 
-        aikido_zen.protect()
-        config = get_cache().config
-        config.update_outbound_domains(
-            [{"hostname": h, "mode": "allow"} for h in ("localhost", "127.0.0.1")]
-        )
-        config.set_block_new_outgoing_requests(True)
+        zen_setup.protect()
 
         def wrap(handler: Handler) -> Handler:
             def zen_handler(event: Any, context: Any) -> Any:
-                ctx = Context(body=event, source="lambda")
-                ctx.method = "POST"
-                ctx.url = "https://bench.lambda-url.us-east-1.on.aws/op"
-                ctx.route = build_route_from_url(ctx.url)
-                ctx.remote_address = "198.51.100.7"
-                ctx.set_as_current_context()
+                zen_setup.set_context(event)
                 return handler(event, context)
 
             return zen_handler

@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    # moto's HTTP server logs every request at INFO; that is not progress.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     plan: Any = (
         palisade_bench.Plan.quick_plan() if args.quick else palisade_bench.Plan()
     )
