@@ -318,6 +318,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], str, str]] = [
     ("code", "marshal", "", {"caller": "_frozen_importlib_external"}, "app", "base"),
     ("code", "marshal", "", {"caller": "app"}, "app", "unlisted"),
     ("code", "import", "json", {}, "app", "base"),
+    ("code", "import", "json", {"file": "/tmp/json.py"}, "app", "unlisted"),
     (
         "code",
         "import",
@@ -694,6 +695,15 @@ def test_runtime_api_for_runtime_modules_only() -> None:
         assert e.decide(*event, module) == ("allowed", "base")
     assert e.decide(*event, "app") == ("blocked", "builtin:runtime-api-access")
     assert e.decide(*event, None) == ("blocked", "builtin:runtime-api-access")
+
+
+def test_runtime_api_named_localhost() -> None:
+    """AWS_LAMBDA_RUNTIME_API=localhost:PORT is recognised by name and by IP."""
+    e = engine(mode="block", env={"AWS_LAMBDA_RUNTIME_API": "localhost:9001"})
+    by_ip = ("network", "connect", "127.0.0.1:9001", net("127.0.0.1", 9001), "app")
+    by_name = ("network", "connect", "localhost:9001", {"host": "localhost"}, "app")
+    for event in (by_ip, by_name):
+        assert e.decide(*event) == ("blocked", "builtin:runtime-api-access")
 
 
 def test_tmp_exec_tracks_state_past_the_cache() -> None:

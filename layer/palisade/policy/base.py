@@ -99,9 +99,9 @@ class Endpoint:
     def matches(self, subject: NetworkSubject) -> bool:
         if self.port is not None and subject.port != self.port:
             return False
-        if self.ip is not None:
-            return subject.ip == self.ip
-        return self.host in subject.names
+        return (self.ip is not None and subject.ip == self.ip) or (
+            self.host in subject.names
+        )
 
     def names_lookup(self, name: str) -> bool:
         return normal_name(name) == self.host or canonical_ip(name) == (self.ip or "")
@@ -124,7 +124,10 @@ def parse_endpoint(text: str | None, *, url: bool = False) -> Endpoint | None:
     if not host:
         return None
     ip = canonical_ip(host)
-    return Endpoint(normal_name(host) if ip is None else ip, ip, port)
+    name = normal_name(host) if ip is None else ip
+    if name == "localhost":
+        ip = "127.0.0.1"
+    return Endpoint(name, ip, port)
 
 
 @dataclass(frozen=True)
@@ -280,14 +283,14 @@ class Base:
                 isinstance(caller, str) and caller.partition(".")[0] in STDLIB_MODULES
             )
         if op == "import":
-            if target.partition(".")[0] in STDLIB_MODULES:
-                return True
             path = detail.get("file") or detail.get("path")
-            if not isinstance(path, str) or not path:
-                # Unknown location: the read of the module's file is decided as
-                # a file event, so the import itself adds nothing to check.
-                return True
-            return any(under(path, d) for d in self.import_dirs)
+            if isinstance(path, str) and path.startswith("/"):
+                # Checked even for standard-library names: a file that shadows
+                # one from elsewhere is not the standard library.
+                return any(under(path, d) for d in self.import_dirs)
+            # Built-in, frozen, or of unknown location: the read of the module's
+            # file (if any) is decided as a file event.
+            return True
         if op == "dlopen":
             return target.startswith("/") and any(
                 under(target, d) for d in self.import_dirs
