@@ -91,8 +91,14 @@ class Extension:
                 settings["PALISADE_SPOOL_MAX_BYTES"],
                 self.drops,
             )
-            for path, record in self.spool.journaled():
+            recovered = self.spool.journaled()
+            for path, record in recovered:
                 self.collector.add_record(record, path)
+            unfinished = self.spool.inflight()
+            if unfinished and unfinished not in {r["request_id"] for _, r in recovered}:
+                self.drops.add("extension-restart")
+                log.warning("a previous run lost the record of %s", unfinished)
+            self.spool.mark_inflight(None)
         except OSError as exc:
             self._once("spool", "no spool, batches live in memory only: %s", exc)
         try:
@@ -219,6 +225,8 @@ class Extension:
         self.last_request = request_id
         self.invokes += 1
         deadline = self._deadline(event, started)
+        if self.spool is not None:
+            self.spool.mark_inflight(request_id)
         self.shipper.kick()
         self.policy.maybe_refresh()
 
@@ -244,6 +252,8 @@ class Extension:
                 deadline - time.monotonic(),
             )
             self.shipper.wait(ticket, budget)
+        if self.spool is not None:
+            self.spool.mark_inflight(None)
 
     def _deadline(self, event: dict[str, Any], started: float) -> float:
         margin = self.settings["PALISADE_DEADLINE_MARGIN_MS"] / 1000.0

@@ -126,6 +126,33 @@ class Spool:
             found.append((path, record))
         return found
 
+    def mark_inflight(self, request_id: str | None) -> None:
+        """Remember the invocation in progress (None: no invocation in progress).
+
+        A restarted extension finds the mark of an invocation its predecessor did
+        not finish and counts that record as lost (``extension-restart``) unless
+        the record itself was journaled.
+        """
+        path = os.path.join(self.root, "inflight")
+        try:
+            if request_id is None:
+                _unlink(path)
+                return
+            tmp = path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as handle:
+                handle.write(request_id)
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.debug("cannot mark the invocation in progress: %s", exc)
+
+    def inflight(self) -> str | None:
+        """The invocation a previous run of the extension left unfinished."""
+        try:
+            with open(os.path.join(self.root, "inflight"), encoding="utf-8") as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+
     def put(self, sink: str, batch: dict[str, Any]) -> str | None:
         """Spool ``batch`` for ``sink``; None when it does not fit at all."""
         data = json.dumps(batch, separators=(",", ":")).encode("utf-8")

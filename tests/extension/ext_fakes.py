@@ -275,6 +275,7 @@ class Analyzer:
         self.secret = secret.encode()
         self.batches: dict[str, dict[str, Any]] = {}
         self.posts = 0
+        self.arrived = 0  # requests received, answered or not
         self.duplicates = 0
         self.bad_signatures = 0
         self.status: int | None = None  # force an answer (e.g. 503) when set
@@ -288,6 +289,8 @@ class Analyzer:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with owner.cond:
+                    owner.arrived += 1
                 if owner.gate is not None:
                     owner.gate.wait(30)
                 status, answer = owner.handle(self.path, dict(self.headers), body)
