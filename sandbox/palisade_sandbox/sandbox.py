@@ -82,7 +82,8 @@ class InvocationResult:
         init_error: the init error document when init failed.
         init_duration_ms: init's duration on a cold start.
         max_memory_mb: peak RSS of the runtime process.
-        logs: the function's output lines during this invoke.
+        logs: the function's output lines during this invoke; for an init error,
+            everything the runtime and the extensions printed during init.
         reset: the environment was reset after this invoke.
     """
 
@@ -212,6 +213,7 @@ class Sandbox:
         self._invoke_logs: list[str] | None = None
         self._function_env: dict[str, str] = {}
         self._invocations_in_env = 0
+        self._init_logs: list[str] = []
         self._finalizer = weakref.finalize(self, _kill_children, self.children)
 
     # ------------------------------------------------------------- properties
@@ -460,9 +462,16 @@ class Sandbox:
         )
         self.init_durations_ms.append(duration_ms)
         if error is not None:
-            log.info("init failed: %s", error)
+            children = [c for c in (self.runtime, *self.extensions.values()) if c]
             reason = "timeout" if done["status"] == "timeout" else "failure"
             self._stop_environment(reason, graceful=False)
+            # What the processes printed is the only clue to a bare exit status;
+            # read it once they are gone and their output is drained.
+            self._init_logs = [
+                line for child in children for _stream, line in child.output
+            ]
+            tail = self._init_logs[-1] if self._init_logs else ""
+            log.info("init failed: %s; last output line: %s", error, tail)
             return error
         platform.end_init()
         self.initialized = True
@@ -605,6 +614,7 @@ class Sandbox:
                         init_error=error,
                         init_duration_ms=init_ms,
                         reset=True,
+                        logs=list(self._init_logs),
                     )
                     self.results.append(result)
                     return result
@@ -829,19 +839,19 @@ class Sandbox:
         budget = SHUTDOWN_BUDGET_S if graceful else RESET_BUDGET_S
         deadline = time.monotonic() + (budget if external else 0.0)
         runtime = self.runtime
-        if runtime is not None and runtime.alive:
-            if graceful and external:
+        if runtime is not None:
+            if graceful and external and runtime.alive:
                 # The runtime gets SIGTERM only when an external extension exists.
                 runtime.signal_group(signal.SIGTERM)
                 runtime.wait(min(RUNTIME_SHUTDOWN_S, deadline - time.monotonic()))
+            # Also when the leader is gone: what it spawned may still run.
             runtime.kill()
         platform.send_shutdown(reason, int((time.time() + budget) * 1000))
         for child in self.extensions.values():
             if child.alive and child.name in external:
                 child.wait(deadline - time.monotonic())
         for child in self.extensions.values():
-            if child.alive:
-                child.kill()
+            child.kill()
         platform.reset()
         self.initialized = False
         self._invocations_in_env = 0

@@ -44,6 +44,10 @@ def handler(event, context):
     elif action == "paths":
         import sys
         return {"sys_path": sys.path, "cwd": os.getcwd(), "pid": os.getpid()}
+    elif action == "spawn":
+        import subprocess
+        child = subprocess.Popen(["sleep", "30"])
+        return {"pid": child.pid}
     elif action == "print":
         print(event["text"])
         return None

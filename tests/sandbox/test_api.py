@@ -496,3 +496,32 @@ def test_delivery_retries_until_the_listener_is_up(api: Api) -> None:
     assert any(i["type"] == "platform.extension" for i in items)
     assert all(set(i) == {"time", "type", "record"} for i in items)
     assert platform.dispatchers[0].failures >= 1
+
+
+def test_buffering_holds_records_until_max_items(api: Api) -> None:
+    """With a long timeoutMs, records wait in the buffer until maxItems of them
+    are there, then go out together in one POST."""
+    collector = type("C", (_Collector,), {"received": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        ident = api.register("ext")
+        doc = changed("destination.URI", f"http://127.0.0.1:{port}/in")
+        doc["buffering"] = {"maxItems": 1000, "timeoutMs": 30000}
+        assert subscribe(api, ident, doc)[0] == 200
+        platform = api.box.platform
+        assert platform is not None
+        time.sleep(0.3)
+        assert collector.received == []  # the backlog is still buffered
+        backlog = len(platform.dispatchers[0]._buffer.items)
+        for n in range(1000 - backlog):
+            platform.emit("platform.start", {"requestId": f"r{n}"})
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not collector.received:
+            time.sleep(0.02)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(collector.received) == 1
+    assert len(collector.received[0]) == 1000

@@ -141,6 +141,7 @@ def test_import_error_is_an_init_error(tmp_path: Path) -> None:
     assert result.error is not None
     assert result.error["errorType"] == "Runtime.ImportModuleError"
     assert "not_a_module_xyz" in result.error["errorMessage"]
+    assert any("not_a_module_xyz" in line for line in result.logs)
     assert again.status == "init_error" and again.cold_start
 
 
@@ -215,6 +216,15 @@ def test_shutdown_leaves_no_process(code_dir: Path, probe_out: Path) -> None:
     assert pids and all(not alive(pid) for pid in pids)
     assert all(group_members(pid) == [] for pid in pids)
     assert work is not None and not work.exists()
+
+
+def test_function_children_are_frozen_and_killed(code_dir: Path) -> None:
+    """A process the function leaves running is frozen with it between invokes
+    and killed at shutdown."""
+    with Sandbox("app.handler", code_dir, moto=False) as box:
+        pid = box.invoke({"action": "spawn"}).payload["pid"]
+        assert process_state(pid) == "T"
+    assert not alive(pid)
 
 
 def test_shutdown_after_exception_in_block(code_dir: Path) -> None:
