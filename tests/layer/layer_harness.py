@@ -44,7 +44,9 @@ class Run:
 
     @property
     def records(self) -> list[dict[str, Any]]:
-        return [line for line in self.lines if line.get("schema") == "palisade.record/1"]
+        return [
+            line for line in self.lines if line.get("schema") == "palisade.record/1"
+        ]
 
     @property
     def invocations(self) -> list[dict[str, Any]]:
@@ -60,7 +62,9 @@ class Run:
     def blocked_lines(self) -> list[dict[str, Any]]:
         return [line for line in self.lines if line.get("palisade") == "blocked"]
 
-    def events(self, kind: str | None = None, op: str | None = None) -> list[dict[str, Any]]:
+    def events(
+        self, kind: str | None = None, op: str | None = None
+    ) -> list[dict[str, Any]]:
         found = []
         for record in self.invocations:
             for event in record["events"]:
@@ -74,12 +78,22 @@ class Run:
         found = [
             e for e in self.events(kind, op) if target is None or e["target"] == target
         ]
-        assert len(found) == 1, f"expected one {kind}:{op} {target}, got {found}\n{self.describe()}"
+        assert len(found) == 1, (
+            f"expected one {kind}:{op} {target}, got {found}\n{self.describe()}"
+        )
         return found[0]
 
     def describe(self) -> str:
         summary = [
-            f"{e['kind']}:{e['op']} {e['target']} {e['module']} {e['verdict']} {e['rule']}"
+            " ".join(
+                (
+                    f"{e['kind']}:{e['op']}",
+                    e["target"],
+                    e["module"],
+                    e["verdict"],
+                    e["rule"],
+                )
+            )
             for r in self.records
             for e in r["events"]
         ]

@@ -19,9 +19,14 @@ def _packages(tmp_path: Path) -> str:
     (root / "awslambdaric" / "__init__.py").write_text(
         "import os, threading\n"
         "def poll():\n"
-        "    t = threading.Thread(target=lambda: os.listdir('/proc/self')); t.start(); t.join()\n"
+        "    t = threading.Thread(target=lambda: os.listdir('/proc/self'))\n"
+        "    t.start()\n"
+        "    t.join()\n"
     )
-    return f"sys.path.insert(0, {str(root)!r})\nimport thirdpkg.inner, awslambdaric, threading\n"
+    return (
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "import thirdpkg.inner, awslambdaric, threading\n"
+    )
 
 
 def test_modules(tmp_path: Path) -> None:

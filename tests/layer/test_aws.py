@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from layer_harness import run_handler
-
 pytest.importorskip("botocore")
 moto_server = pytest.importorskip("moto.server")
 
@@ -30,7 +28,9 @@ def moto_endpoint():
 
     url = f"http://{host}:{port}"
     # The threaded server shares moto's in-process state: start from empty.
-    urllib.request.urlopen(urllib.request.Request(url + "/moto-api/reset", method="POST")).close()
+    urllib.request.urlopen(
+        urllib.request.Request(url + "/moto-api/reset", method="POST")
+    ).close()
     yield url
     server.stop()
 
@@ -41,8 +41,12 @@ def _run(tmp_path: Path, endpoint: str, mode: str, policy: str | None = None):
     body = f"""
     client = boto3.client('dynamodb', endpoint_url={endpoint!r})
     try:
-        client.create_table(TableName='orders', KeySchema=[{{'AttributeName': 'id', 'KeyType': 'HASH'}}],
-            AttributeDefinitions=[{{'AttributeName': 'id', 'AttributeType': 'S'}}], BillingMode='PAY_PER_REQUEST')
+        client.create_table(
+            TableName='orders',
+            KeySchema=[{{'AttributeName': 'id', 'KeyType': 'HASH'}}],
+            AttributeDefinitions=[{{'AttributeName': 'id', 'AttributeType': 'S'}}],
+            BillingMode='PAY_PER_REQUEST',
+        )
     except PermissionError:
         pass
     return sorted(client.list_tables()['TableNames']) if {mode!r} != 'block' else None
@@ -63,7 +67,9 @@ def test_aws_call_event_and_endpoint(tmp_path: Path, moto_endpoint: str) -> None
     assert call["verdict"] == "alerted"
     assert 'RESULT ["orders"]' in run.stdout, run.describe()
     connects = run.events("network", "connect")
-    assert connects and all(c["detail"].get("aws_endpoint") == "127.0.0.1" for c in connects)
+    assert connects and all(
+        c["detail"].get("aws_endpoint") == "127.0.0.1" for c in connects
+    )
 
 
 def test_aws_call_blocked_before_request(tmp_path: Path, moto_endpoint: str) -> None:

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from layer_harness import EXPECTED, run_handler
 
 CASES = [
@@ -17,8 +16,19 @@ CASES = [
     ("compile", "compile('y = 2', 'snippet', 'exec')", "compile", "snippet"),
     ("dlopen", "import ctypes; ctypes.CDLL(None)", "dlopen", "<process>"),
     ("dlsym", "import ctypes; ctypes.CDLL(None).getpid", "dlsym", "getpid"),
-    ("pickle", "import pickle, collections; pickle.loads(pickle.dumps(collections.OrderedDict()))", "pickle", "collections:OrderedDict"),
-    ("marshal", "import marshal; marshal.loads(marshal.dumps(1))", "marshal", "<bytes>"),
+    (
+        "pickle",
+        "import pickle, collections\n"
+        "pickle.loads(pickle.dumps(collections.OrderedDict()))",
+        "pickle",
+        "collections:OrderedDict",
+    ),
+    (
+        "marshal",
+        "import marshal; marshal.loads(marshal.dumps(1))",
+        "marshal",
+        "<bytes>",
+    ),
     ("import", "import csv", "import", "csv"),
 ]
 
@@ -49,7 +59,9 @@ def test_code_event(tmp_path: Path, mode: str, case: tuple) -> None:
         assert "PERMISSION palisade blocked code" in run.stdout, run.describe()
 
 
-def test_addaudithook_recorded_and_refused_when_blocked(tmp_path: Path, mode: str) -> None:
+def test_addaudithook_recorded_and_refused_when_blocked(
+    tmp_path: Path, mode: str
+) -> None:
     """A later sys.addaudithook is a code:addaudithook event; in block mode CPython
     silently refuses to add the hook (it never sees an event)."""
     body = """
@@ -84,7 +96,8 @@ def test_environ_read_own_and_other(tmp_path: Path, mode: str) -> None:
     child = subprocess.Popen(["sleep", "20"], stdout=subprocess.DEVNULL)
     body = f"""
     got = []
-    for path in ('/proc/self/environ', '/proc/%d/environ' % os.getpid(), '/proc/{child.pid}/cmdline'):
+    own = '/proc/%d/environ' % os.getpid()
+    for path in ('/proc/self/environ', own, '/proc/{child.pid}/cmdline'):
         try:
             got.append(len(open(path, 'rb').read()))
         except PermissionError:
@@ -98,7 +111,11 @@ def test_environ_read_own_and_other(tmp_path: Path, mode: str) -> None:
         child.wait()
     own = run.events("env", "read")
     targets = [e["target"] for e in own]
-    assert targets == ["/proc/self/environ", "/proc/self/environ", f"/proc/{child.pid}/cmdline"], run.describe()
+    assert targets == [
+        "/proc/self/environ",
+        "/proc/self/environ",
+        f"/proc/{child.pid}/cmdline",
+    ], run.describe()
     assert own[0]["verdict"] == ("blocked" if mode == "block" else "alerted")
     assert own[0]["rule"] == "builtin:proc-environ-read"
     if mode == "block":

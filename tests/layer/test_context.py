@@ -48,7 +48,9 @@ def test_records_per_invocation(tmp_path: Path) -> None:
     overlapping invocations in threads keep separate records."""
     run = run_script(tmp_path, SCRIPT)
     records = {r["request_id"]: r for r in run.invocations}
-    assert set(records) == {"req-thread", "req-asyncio", "req-a", "req-b"}, run.describe()
+    assert set(records) == {"req-thread", "req-asyncio", "req-a", "req-b"}, (
+        run.describe()
+    )
 
     def targets(rid: str) -> list[str]:
         return [e["target"] for e in records[rid]["events"] if e["op"] == "list"]

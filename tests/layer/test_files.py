@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from layer_harness import EXPECTED, run_handler
 
 CASES = [
@@ -15,20 +14,90 @@ CASES = [
     # Reads under /tmp are allowed by the built-in base, so reads use /etc/passwd.
     ("read", [], "open('/etc/passwd').read()", "read", "/etc/passwd", None),
     ("write", ["a.txt"], "open(W + '/a.txt', 'w').write('x')", "write", "a.txt", None),
-    ("create", [], "open(W + '/new.txt', 'w').write('x')", "create", "new.txt", "absent:new.txt"),
-    ("os-open-create", [], "os.close(os.open(W + '/n.txt', os.O_CREAT | os.O_WRONLY))", "create", "n.txt", "absent:n.txt"),
-    ("io-open", [], "import io; io.open('/etc/passwd', 'rb').read()", "read", "/etc/passwd", None),
-    ("pathlib", [], "import pathlib; pathlib.Path(W, 'p.txt').write_text('x')", "create", "p.txt", "absent:p.txt"),
-    ("delete", ["a.txt"], "os.remove(W + '/a.txt')", "delete", "a.txt", "present:a.txt"),
-    ("unlink", ["a.txt"], "os.unlink(W + '/a.txt')", "delete", "a.txt", "present:a.txt"),
-    ("rename", ["a.txt"], "os.rename(W + '/a.txt', W + '/b.txt')", "rename", "a.txt", "present:a.txt"),
-    ("replace", ["a.txt"], "os.replace(W + '/a.txt', W + '/b.txt')", "rename", "a.txt", "present:a.txt"),
+    (
+        "create",
+        [],
+        "open(W + '/new.txt', 'w').write('x')",
+        "create",
+        "new.txt",
+        "absent:new.txt",
+    ),
+    (
+        "os-open-create",
+        [],
+        "os.close(os.open(W + '/n.txt', os.O_CREAT | os.O_WRONLY))",
+        "create",
+        "n.txt",
+        "absent:n.txt",
+    ),
+    (
+        "io-open",
+        [],
+        "import io; io.open('/etc/passwd', 'rb').read()",
+        "read",
+        "/etc/passwd",
+        None,
+    ),
+    (
+        "pathlib",
+        [],
+        "import pathlib; pathlib.Path(W, 'p.txt').write_text('x')",
+        "create",
+        "p.txt",
+        "absent:p.txt",
+    ),
+    (
+        "delete",
+        ["a.txt"],
+        "os.remove(W + '/a.txt')",
+        "delete",
+        "a.txt",
+        "present:a.txt",
+    ),
+    (
+        "unlink",
+        ["a.txt"],
+        "os.unlink(W + '/a.txt')",
+        "delete",
+        "a.txt",
+        "present:a.txt",
+    ),
+    (
+        "rename",
+        ["a.txt"],
+        "os.rename(W + '/a.txt', W + '/b.txt')",
+        "rename",
+        "a.txt",
+        "present:a.txt",
+    ),
+    (
+        "replace",
+        ["a.txt"],
+        "os.replace(W + '/a.txt', W + '/b.txt')",
+        "rename",
+        "a.txt",
+        "present:a.txt",
+    ),
     ("chmod", ["a.txt"], "os.chmod(W + '/a.txt', 0o600)", "chmod", "a.txt", None),
     ("chown", ["a.txt"], "os.chown(W + '/a.txt', -1, -1)", "chown", "a.txt", None),
     ("mkdir", [], "os.mkdir(W + '/d')", "mkdir", "d", "absent:d"),
-    ("symlink", ["a.txt"], "os.symlink(W + '/a.txt', W + '/l')", "link", "a.txt", "absent:l"),
+    (
+        "symlink",
+        ["a.txt"],
+        "os.symlink(W + '/a.txt', W + '/l')",
+        "link",
+        "a.txt",
+        "absent:l",
+    ),
     ("link", ["a.txt"], "os.link(W + '/a.txt', W + '/h')", "link", "a.txt", "absent:h"),
-    ("truncate", ["a.txt"], "os.truncate(W + '/a.txt', 0)", "truncate", "a.txt", "size:a.txt"),
+    (
+        "truncate",
+        ["a.txt"],
+        "os.truncate(W + '/a.txt', 0)",
+        "truncate",
+        "a.txt",
+        "size:a.txt",
+    ),
 ]
 
 

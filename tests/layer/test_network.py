@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from layer_harness import EXPECTED, run_handler
 
 
@@ -38,7 +37,9 @@ SPELLINGS = ["127.0.0.1", "2130706433", "0x7f000001", "127.1", "0177.0.0.1"]
 
 
 @pytest.mark.parametrize("host", SPELLINGS)
-def test_connect_spellings_normalised(tmp_path: Path, mode: str, listener: socket.socket, host: str) -> None:
+def test_connect_spellings_normalised(
+    tmp_path: Path, mode: str, listener: socket.socket, host: str
+) -> None:
     """Every IPv4 spelling of loopback is decided as 127.0.0.1:PORT; blocked, the
     listener sees no connection."""
     port = listener.getsockname()[1]
@@ -59,12 +60,15 @@ def test_connect_spellings_normalised(tmp_path: Path, mode: str, listener: socke
     assert _connections(listener) == (0 if mode == "block" else 1)
 
 
-def test_connect_ex_nonblocking_and_ipv4_mapped(tmp_path: Path, listener: socket.socket) -> None:
+def test_connect_ex_nonblocking_and_ipv4_mapped(
+    tmp_path: Path, listener: socket.socket
+) -> None:
     """connect_ex on a non-blocking socket and an IPv4-mapped IPv6 address are
     both recorded with the canonical IPv4 address."""
     port = listener.getsockname()[1]
     body = f"""
-    s = socket.socket(); s.setblocking(False); s.connect_ex(('127.0.0.1', {port})); s.close()
+    s = socket.socket(); s.setblocking(False)
+    s.connect_ex(('127.0.0.1', {port})); s.close()
     s6 = socket.socket(socket.AF_INET6)
     try:
         s6.connect_ex(('::ffff:127.0.0.1', {port}, 0, 0))
@@ -74,7 +78,10 @@ def test_connect_ex_nonblocking_and_ipv4_mapped(tmp_path: Path, listener: socket
     run = run_handler(tmp_path, body)
     targets = [e["target"] for e in run.events("network", "connect")]
     assert targets == [f"127.0.0.1:{port}"] * 2, run.describe()
-    assert [e["detail"]["family"] for e in run.events("network", "connect")] == ["ipv4", "ipv6"]
+    assert [e["detail"]["family"] for e in run.events("network", "connect")] == [
+        "ipv4",
+        "ipv6",
+    ]
 
 
 def test_ipv6_loopback(tmp_path: Path) -> None:
@@ -159,7 +166,10 @@ def test_dns_answers_name_the_connect(tmp_path: Path, listener: socket.socket) -
     """
     run = run_handler(tmp_path, body, PALISADE_MODE="alert")
     lookup = run.one("dns", "resolve", "localhost")
-    assert "127.0.0.1" in lookup["detail"]["answers"] or "::1" in lookup["detail"]["answers"]
+    assert (
+        "127.0.0.1" in lookup["detail"]["answers"]
+        or "::1" in lookup["detail"]["answers"]
+    )
     connect = run.events("network", "connect")[0]
     assert connect["detail"]["resolved_from"] == "localhost"
     assert connect["target"] == f"localhost:{port}"

@@ -3,6 +3,7 @@ executable, and in block mode the program never ran (its marker file is absent).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from layer_harness import EXPECTED, run_handler
 
 TOUCH = shutil.which("touch") or "/usr/bin/touch"
@@ -20,18 +20,49 @@ SH = "/bin/sh"
 CASES = [
     # name, body (M is the marker path), op, target, shell
     ("popen-list", "subprocess.run(['touch', M], check=True)", "spawn", TOUCH, False),
-    ("popen-args-keyword", "subprocess.Popen(args=['touch', M]).wait()", "spawn", TOUCH, False),
-    ("popen-string-shell", "subprocess.run('touch ' + M, shell=True, check=True)", "spawn", SH, True),
-    ("popen-sh-c", "subprocess.run(['sh', '-c', 'touch ' + M], check=True)", "spawn", shutil.which("sh"), True),
+    (
+        "popen-args-keyword",
+        "subprocess.Popen(args=['touch', M]).wait()",
+        "spawn",
+        TOUCH,
+        False,
+    ),
+    (
+        "popen-string-shell",
+        "subprocess.run('touch ' + M, shell=True, check=True)",
+        "spawn",
+        SH,
+        True,
+    ),
+    (
+        "popen-sh-c",
+        "subprocess.run(['sh', '-c', 'touch ' + M], check=True)",
+        "spawn",
+        shutil.which("sh"),
+        True,
+    ),
     ("os-system", "os.system('touch ' + M)", "system", SH, True),
-    ("posix-spawn", "os.waitpid(os.posix_spawn(TOUCH, ['touch', M], dict(os.environ)), 0)", "spawn", TOUCH, False),
-    ("posix-spawnp", "os.waitpid(os.posix_spawnp('touch', ['touch', M], dict(os.environ)), 0)", "spawn", TOUCH, False),
+    (
+        "posix-spawn",
+        "os.waitpid(os.posix_spawn(TOUCH, ['touch', M], dict(os.environ)), 0)",
+        "spawn",
+        TOUCH,
+        False,
+    ),
+    (
+        "posix-spawnp",
+        "os.waitpid(os.posix_spawnp('touch', ['touch', M], dict(os.environ)), 0)",
+        "spawn",
+        TOUCH,
+        False,
+    ),
     ("spawnv", "os.spawnv(os.P_WAIT, TOUCH, ['touch', M])", "spawn", TOUCH, False),
     ("spawnlp", "os.spawnlp(os.P_WAIT, 'touch', 'touch', M)", "spawn", TOUCH, False),
     (
         "fork-exec-direct",
         "import multiprocessing.util as u\n"
-        "pid = u.spawnv_passfds(os.fsencode(TOUCH), ['touch', M], [])\nos.waitpid(pid, 0)",
+        "pid = u.spawnv_passfds(os.fsencode(TOUCH), ['touch', M], [])\n"
+        "os.waitpid(pid, 0)",
         "spawn",
         TOUCH,
         False,
@@ -45,7 +76,7 @@ def test_process_launch(tmp_path: Path, mode: str, case: tuple) -> None:
     """GIVEN a handler launching `touch MARKER` WHEN run in each mode THEN one
     process event names the resolved executable with the mode's verdict; in block
     mode PermissionError was raised and the marker does not exist."""
-    name, body, op, target, shell = case
+    _name, body, op, target, shell = case
     marker = tmp_path / "marker"
     setup = f"M = {str(marker)!r}\nTOUCH = {TOUCH!r}"
     run = run_handler(tmp_path, body, setup=setup, PALISADE_MODE=mode)
@@ -93,7 +124,8 @@ def test_kill_other_process_not_self(tmp_path: Path, mode_: str) -> None:
     signal to the process itself is not recorded."""
     body = """
     import signal
-    child = subprocess.Popen(['sleep', '30'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(['sleep', '30'], **quiet)
     os.kill(os.getpid(), 0)
     try:
         os.kill(child.pid, signal.SIGTERM)
@@ -114,10 +146,8 @@ def test_kill_other_process_not_self(tmp_path: Path, mode_: str) -> None:
         if mode_ == "block":
             os.kill(result["pid"], 0)  # still alive: raises if it is gone
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(result["pid"], signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_popen_reported_once_with_posix_spawn_and_fork_exec(tmp_path: Path) -> None:
