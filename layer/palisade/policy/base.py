@@ -221,13 +221,6 @@ class Base:
         )
         self.read_files = frozenset(_FIXED_READ_FILES)
 
-    def describe(self) -> dict[str, Any]:
-        """The base as data (for docs and ``palisade policy validate``)."""
-        return {
-            "read_dirs": list(self.read_dirs),
-            "read_files": sorted(self.read_files),
-        }
-
     def allows(
         self, kind: str, op: str, subject: Any, detail: Mapping[str, Any], module: str
     ) -> bool:
