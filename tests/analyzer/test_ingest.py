@@ -11,7 +11,7 @@ import json
 import time
 
 import pytest
-from conftest import (
+from analyzer_records import (
     FUNCTION,
     OTHER_SECRET,
     SECRET,
