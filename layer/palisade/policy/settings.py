@@ -1,4 +1,8 @@
-"""The PALISADE_* settings the policy engine reads, declared once.
+"""How :func:`palisade.policy.load_engine` reads PALISADE_* when used on its own.
+
+The installed layer resolves these variables with its own settings
+(``palisade.config``) and passes the results explicitly; this table is what the
+engine applies when it is given an environment instead.
 
 - ``PALISADE_POLICY`` (unset): the policy, as a file path, inline JSON or YAML
   text, or ``extension``.
