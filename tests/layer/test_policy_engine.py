@@ -6,6 +6,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -786,6 +787,32 @@ def test_process_exec_with_path_variable() -> None:
         == "allowed"
     )
     assert e.decide("process", "spawn", "/opt/bin/tool", {}, "app").verdict == "blocked"
+
+
+def test_concurrent_decisions() -> None:
+    """Threads deciding and writing at once get consistent verdicts."""
+    e = engine(POLICY, mode="block")
+    e.CACHE_LIMIT = 64
+    failures: list[Any] = []
+
+    def work(n: int) -> None:
+        for i in range(300):
+            path = f"/tmp/w{n}-{i}"
+            e.decide("file", "write", path, {}, "app")
+            got = e.decide("process", "spawn", path, {}, "app")
+            if got != ("blocked", "builtin:tmp-exec"):
+                failures.append(got)
+            if e.decide("file", "read", f"/data/{i}", {}, "app").verdict != "allowed":
+                failures.append(i)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == [] and e.errors == 0
+    e.decide("file", "read", "/data/last", {}, "app")  # trims any racing overfill
+    assert len(e._cache) <= 64
 
 
 def test_cache_is_used_and_bounded() -> None:

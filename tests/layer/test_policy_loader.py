@@ -122,6 +122,13 @@ def test_yaml_without_pyyaml_says_how_to_convert(no_yaml: None, tmp_path: Path) 
     assert load_policy_document(json.dumps(DOC)) == DOC
 
 
+def test_word_that_is_no_file() -> None:
+    """A bare word is reported as a missing file or document, not as YAML."""
+    pytest.importorskip("yaml")
+    with pytest.raises(PolicyError, match="neither an existing file nor a JSON"):
+        load_policy_document("mypolicy")
+
+
 @pytest.mark.parametrize("source", [b"\xff\xfe", 42, "   "])
 def test_unusable_sources(source: Any) -> None:
     """Undecodable bytes, a non-text value and empty text each get a PolicyError."""

@@ -218,7 +218,8 @@ class Engine:
 
     def _store(self, key: tuple[Any, ...], decision: Decision) -> None:
         cache = self._cache
-        if len(cache) >= self.CACHE_LIMIT:
+        # A loop, not an if: threads racing past the check can overfill it.
+        while len(cache) >= self.CACHE_LIMIT:
             try:
                 del cache[next(iter(cache))]
             except (StopIteration, KeyError, RuntimeError):

@@ -99,7 +99,14 @@ def _read(source: PolicySource) -> tuple[str, Any]:
             return _read_file(text)
     if text.startswith(("{", "[")):
         return "inline JSON", _parse_json(text, "inline JSON")
-    return "inline YAML", _parse_yaml(text, "inline YAML")
+    document = _parse_yaml(text, "inline YAML")
+    if "\n" not in text and not isinstance(document, (dict, list)):
+        raise PolicyError(
+            f"policy source {text!r} is neither an existing file nor a JSON or "
+            "YAML document; expected a path to a policy file or the policy itself",
+            [("$", f"expected a file path or a policy document, found {show(text)}")],
+        )
+    return "inline YAML", document
 
 
 def _read_file(path: str) -> tuple[str, Any]:
