@@ -113,9 +113,21 @@ class Child:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
-    def freeze(self) -> None:
-        """SIGSTOP the group."""
+    def freeze(self, settle: float = 1.0) -> bool:
+        """SIGSTOP the group and wait (up to ``settle`` s) until it has stopped.
+
+        The signal is asynchronous; waiting makes "frozen" mean stopped.
+        Returns whether every member was seen stopped.
+        """
         self.signal_group(signal.SIGSTOP)
+        deadline = time.monotonic() + settle
+        while True:
+            states = [process_state(pid) for pid in group_members(self.pid)]
+            if all(state in (None, "T", "t", "Z", "X") for state in states):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
 
     def thaw(self) -> None:
         """SIGCONT the group."""
