@@ -50,7 +50,8 @@ class Plan:
     cold_processes: int = 15
     memory_processes: int = 5
     analyzer_events: int = 100_000
-    analyzer_dynamodb_events: int = 5_000
+    analyzer_seconds: float = 12.0
+    analyzer_dynamodb_events: int = 2_000
     detection_samples: int = 30
     peer_available: bool = field(
         default_factory=lambda: importlib.util.find_spec("aikido_zen") is not None
@@ -70,8 +71,9 @@ class Plan:
             wrapper_calls=2_000,
             cold_processes=3,
             memory_processes=2,
-            analyzer_events=5_000,
-            analyzer_dynamodb_events=300,
+            analyzer_events=3_000,
+            analyzer_seconds=3.0,
+            analyzer_dynamodb_events=150,
             detection_samples=5,
         )
 
