@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import queue
+import select
 import shutil
 import socket
 import subprocess
@@ -118,6 +119,31 @@ class FakeLambda:
                 else:
                     self._reply(404, {"errorType": "NotFound"})
 
+            def _client_gone(self) -> bool:
+                readable, _, _ = select.select([self.connection], [], [], 0)
+                if not readable:
+                    return False
+                try:
+                    return self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
+
+            def _wait_event(self) -> dict[str, Any] | None:
+                """Block for the next event; give it back if the caller died."""
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    try:
+                        event = owner.events.get(timeout=0.05)
+                    except queue.Empty:
+                        if self._client_gone():
+                            return None
+                        continue
+                    if event is not None and self._client_gone():
+                        owner.events.put(event)
+                        return None
+                    return event
+                return None
+
             def do_GET(self) -> None:
                 if not self.path.endswith("/extension/event/next"):
                     self._reply(404, {})
@@ -126,10 +152,7 @@ class FakeLambda:
                     owner.next_calls += 1
                     owner.log.append("next")
                     owner.cond.notify_all()
-                try:
-                    event = owner.events.get(timeout=60)
-                except queue.Empty:
-                    event = None
+                event = self._wait_event()
                 if event is None:
                     self._reply(500, {"errorType": "Stopped"})
                     return

@@ -79,3 +79,125 @@ def test_next_is_held_until_the_record_arrives_then_batch_is_written(
     fake_lambda.shutdown()
     assert procs[0].wait(timeout=10) == 0
     layer.close()
+
+
+def _proc_env(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as handle:
+        items = handle.read().split(b"\0")
+    return dict(i.decode().split("=", 1) for i in items if b"=" in i)
+
+
+def test_launcher_sets_pythonpath_for_the_extension_only(
+    fake_lambda, opt, short_dir, procs
+):
+    """The launcher execs the extension with PYTHONPATH = <opt>/palisade:<opt>/python
+    (its own process; the environment given to it has none)."""
+    env = base_env(short_dir, fake_lambda.address)
+    assert "PYTHONPATH" not in env
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(1)
+    seen = _proc_env(procs[0].pid)
+    assert seen["PYTHONPATH"] == f"{opt}/palisade:{opt}/python"
+    fake_lambda.shutdown()
+    assert procs[0].wait(timeout=10) == 0
+
+
+def test_runtime_done_without_record_is_bounded_and_counted(
+    fake_lambda, opt, short_dir, procs
+):
+    """GIVEN a layer that was heard from at INIT WHEN runtimeDone comes without the
+    request's record THEN /next follows after the bounded wait and the batch counts
+    a missing-record drop."""
+    env = base_env(short_dir, fake_lambda.address, PALISADE_RECORD_WAIT_MS="50")
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(1)
+    layer = Layer(env["PALISADE_EXTENSION_SOCKET"], env["PALISADE_EXTENSION_KEY"])
+    assert layer.record(make_record("init"))["type"] == "ack"
+    fake_lambda.invoke("req-lost")
+    fake_lambda.telemetry([platform("runtimeDone", "req-lost", status="timeout")])
+    assert fake_lambda.wait_next(2)
+    fake_lambda.shutdown()
+    assert procs[0].wait(timeout=10) == 0
+    batches = read_batches(short_dir + "/out.jsonl")
+    assert sum(b.get("drops", {}).get("missing-record", 0) for b in batches) == 1
+
+
+def test_deadline_bounds_the_wait_without_any_signal(
+    fake_lambda, opt, short_dir, procs
+):
+    """GIVEN no record and no runtimeDone WHEN the deadline nears THEN /next is called
+    anyway (the invoke is never held past its deadline)."""
+    env = base_env(short_dir, fake_lambda.address)
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(1)
+    Layer(env["PALISADE_EXTENSION_SOCKET"], env["PALISADE_EXTENSION_KEY"]).record(
+        make_record("init")
+    )
+    fake_lambda.invoke("req-slow", timeout_s=0.5)
+    assert fake_lambda.wait_next(2, timeout=10)
+    fake_lambda.shutdown()
+    assert procs[0].wait(timeout=10) == 0
+
+
+def test_acked_record_survives_a_killed_extension(fake_lambda, opt, short_dir, procs):
+    """GIVEN a record acked by the extension WHEN the extension is SIGKILLed before
+    it batched it THEN the next extension process ships it from the spool."""
+    env = base_env(short_dir, fake_lambda.address)
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(1)
+    layer = Layer(env["PALISADE_EXTENSION_SOCKET"], env["PALISADE_EXTENSION_KEY"])
+    assert layer.record(make_record("req-acked"))["type"] == "ack"
+    procs[0].kill()
+    procs[0].wait(timeout=10)
+    assert read_batches(short_dir + "/out.jsonl") == []
+
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(2)
+    fake_lambda.invoke("req-next")
+    layer = Layer(env["PALISADE_EXTENSION_SOCKET"], env["PALISADE_EXTENSION_KEY"])
+    assert layer.record(make_record("req-next"))["type"] == "ack"
+    assert fake_lambda.wait_next(3)
+    fake_lambda.shutdown()
+    assert procs[1].wait(timeout=10) == 0
+    ids = [
+        r["request_id"]
+        for b in read_batches(short_dir + "/out.jsonl")
+        for r in b["records"]
+    ]
+    assert sorted(ids) == ["req-acked", "req-next"]
+
+
+def test_without_a_socket_it_still_registers_and_serves_invokes(
+    fake_lambda, opt, short_dir, procs
+):
+    """GIVEN a socket path that cannot be created WHEN the extension starts THEN it
+    still registers, logs the problem once and keeps answering events."""
+    blocker = os.path.join(short_dir, "not-a-dir")
+    with open(blocker, "w") as handle:
+        handle.write("x")
+    env = base_env(
+        short_dir,
+        fake_lambda.address,
+        PALISADE_EXTENSION_SOCKET=os.path.join(blocker, "extension.sock"),
+    )
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(1)
+    fake_lambda.invoke("r1", timeout_s=1)
+    fake_lambda.telemetry([platform("runtimeDone", "r1", status="success")])
+    assert fake_lambda.wait_next(2)
+    fake_lambda.shutdown()
+    assert procs[0].wait(timeout=10) == 0
+    stderr = procs[0].stderr.read().decode()
+    assert stderr.count("cannot serve the layer's socket") == 1
+
+
+def test_broken_extensions_api_reports_exit_error(fake_lambda, opt, short_dir, procs):
+    """GIVEN /next failing repeatedly THEN the extension posts /extension/exit/error
+    and exits non-zero."""
+    env = base_env(short_dir, fake_lambda.address)
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(1)
+    for _ in range(3):
+        fake_lambda.events.put(None)
+    assert procs[0].wait(timeout=20) == 1
+    assert fake_lambda.errors[0]["path"].endswith("/extension/exit/error")
