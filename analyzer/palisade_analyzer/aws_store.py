@@ -380,7 +380,7 @@ class AWSStore:
                 "last_seen = if_not_exists(last_seen, :l), #fn = :fn"
             )
             if d.prior:
-                expr += ", prior = if_not_exists(prior, :p)"
+                expr += ", #pr = if_not_exists(#pr, :p)"
                 values[":p"] = _s(d.prior)
             ops.append(
                 self._update(
@@ -389,7 +389,7 @@ class AWSStore:
                     v,
                     expr + " ADD invocations :i, events :e",
                     values,
-                    names={"#fn": "function"},
+                    names={"#fn": "function", **({"#pr": "prior"} if d.prior else {})},
                 )
             )
             for metric, hist in sorted(d.rates.items()):
