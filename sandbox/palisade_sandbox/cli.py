@@ -71,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--mode", choices=("monitor", "alert", "block"), help="override the mode"
     )
     parser.add_argument(
-        "--timeout", type=float, default=30.0, help="function timeout in seconds"
+        "--timeout",
+        type=float,
+        default=3.0,
+        help="function timeout in seconds (default 3, as in Lambda)",
     )
     parser.add_argument("--memory", type=int, default=128, help="memory size in MB")
     parser.add_argument(
@@ -362,6 +365,13 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
             analyzer_db = stack.enter_context(_LocalAnalyzer(Path(args.db)))
             args.analyzer = analyzer_db.url
             args.analyzer_key = analyzer_db.key
+
+        def extension_output(name: str, stream: str, line: str) -> None:
+            # The function's lines are shown with its result; an extension only
+            # prints when something is wrong, which the user must see at once.
+            if name != "runtime":
+                print(f"[{name} {stream}] {line}", file=err)
+
         box = Sandbox(
             args.handler,
             code_dir,
@@ -370,6 +380,7 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
             timeout=args.timeout,
             memory_mb=args.memory,
             freeze=not args.no_freeze,
+            on_log=extension_output,
         )
         box.start()
         stack.callback(box.shutdown)

@@ -154,6 +154,27 @@ def test_missing_handler_function_is_an_init_error(code_dir: Path) -> None:
     assert result.error["errorType"] == "Runtime.HandlerNotFound"
 
 
+@pytest.mark.parametrize("executable", [False, True])
+def test_exec_wrapper_is_checked_then_run(
+    code_dir: Path, tmp_path: Path, executable: bool
+) -> None:
+    """AWS_LAMBDA_EXEC_WRAPPER must be executable (else the init fails with
+    Runtime.InvalidEntrypoint); a working one runs first and what it exports
+    reaches the function."""
+    wrapper = tmp_path / "wrapper"
+    wrapper.write_text('#!/bin/sh\nWRAPPED=yes exec "$@"\n')
+    wrapper.chmod(0o755 if executable else 0o644)
+    env = {"AWS_LAMBDA_EXEC_WRAPPER": str(wrapper)}
+    with Sandbox("app.handler", code_dir, moto=False, env=env) as box:
+        result = box.invoke({"action": "env"})
+    if executable:
+        assert result.ok and result.payload["WRAPPED"] == "yes"
+    else:
+        assert result.status == "init_error"
+        assert result.error is not None
+        assert result.error["errorType"] == "Runtime.InvalidEntrypoint"
+
+
 def test_slow_module_import_hits_the_init_limit(tmp_path: Path) -> None:
     """Module code slower than the init limit ends init with a timeout."""
     code = write_code(
