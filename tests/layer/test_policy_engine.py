@@ -736,6 +736,28 @@ def test_tmp_exec_chmod_rename_and_dlopen() -> None:
     assert e.decide("process", "spawn", "/data/d", {}, "app").rule == "unlisted"
 
 
+@pytest.mark.parametrize(
+    "runner",
+    ["/usr/bin/python3.12", "/bin/bash", "/usr/bin/env", "/lib64/ld-linux-x86-64.so.2"],
+)
+def test_tmp_exec_through_an_interpreter(runner: str) -> None:
+    """A written file run by an interpreter or loader counts as tmp-exec, also
+    after the same command was decided (and cached) before the write."""
+    e = engine(mode="block")
+    name = runner.rpartition("/")[2]
+    spawn = ("process", "spawn", runner, {"argv": [name, "/tmp/payload"]}, "app")
+    assert e.decide(*spawn).rule != "builtin:tmp-exec"
+    e.decide("file", "write", "/tmp/payload", {}, "app")
+    assert e.decide(*spawn) == ("blocked", "builtin:tmp-exec")
+    other = (
+        "process",
+        "spawn",
+        "/usr/bin/cp",
+        {"argv": ["cp", "/tmp/payload", "/tmp/b"]},
+    )
+    assert e.decide(*other, "app").rule == "unlisted"
+
+
 def test_tmpdir_counts_as_tmp() -> None:
     """$TMPDIR, when set elsewhere, is tracked like /tmp and expands $TMP."""
     doc = {"version": 1, "file": {"allow": [{"path": "$TMP/*.txt"}]}}

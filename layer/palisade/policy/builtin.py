@@ -8,7 +8,9 @@ or lists the id in ``builtin.disable``.
 Limitations: ``tmp-exec`` knows only the files this engine saw being written,
 created, renamed, linked or made executable under the temp directories, remembers
 at most ``TmpTracker.LIMIT`` of them (oldest forgotten first), and checks the
-executable itself, not a script handed to an interpreter (``python /tmp/x.py``).
+executable plus, for known interpreters and dynamic loaders (python, perl, ruby,
+node, php, lua, shells, env, ld.so), the arguments; another tool handed such a
+file (``xargs``, ``find -exec``) is not recognised.
 ``ctypes-libc`` recognises libc by file name, so a copy of libc under another
 name is not flagged as such (its ``dlsym`` of a dangerous symbol still is).
 """
@@ -96,6 +98,12 @@ PROCESS_NAMESPACE = frozenset({"<process>", "None", ""})
 METADATA_ADDRESSES = frozenset({"169.254.169.254", "fd00:ec2::254", "169.254.170.2"})
 LINK_LOCAL_V4 = ipaddress.IPv4Network("169.254.0.0/16")
 _METADATA = frozenset(ipaddress.ip_address(a) for a in METADATA_ADDRESSES)
+# Executables that run a script named in their arguments.
+_INTERPRETER = re.compile(
+    r"^(?:python[\d.]*|pypy[\d.]*|perl[\d.]*|ruby[\d.]*|node|nodejs|php[\d.]*"
+    r"|lua[\d.]*|sh|bash|dash|zsh|ash|ksh|mksh|busybox|env"
+    r"|ld-linux[^/]*|ld-musl[^/]*|ld\.so[^/]*)$"
+)
 _LIBC = re.compile(
     r"^(?:libc(?:\.so(?:\.\d+)*|-[\d.]+\.so)|libc\.musl[^/]*|ld-musl[^/]*)$"
 )
@@ -215,6 +223,12 @@ class Builtins:
         self, op: str, subject: ProcessSubject, detail: Mapping[str, Any]
     ) -> str | None:
         if op in EXEC_OPS and subject.path in self.tracker:
+            return "tmp-exec"
+        if (
+            op in EXEC_OPS
+            and _INTERPRETER.match(subject.name)
+            and any(arg in self.tracker for arg in subject.argv)
+        ):
             return "tmp-exec"
         if op == "system" or detail.get("shell") is True:
             return "shell-spawn"

@@ -238,6 +238,14 @@ class Engine:
                 return None
             argv = get("argv")
             args = tuple(argv) if isinstance(argv, (list, tuple)) else argv
+            # An argument naming a written temp file makes the decision
+            # stateful (an interpreter running it is tmp-exec): never cached.
+            if (
+                len(self.tracker)
+                and isinstance(args, tuple)
+                and any(isinstance(a, str) and a in self.tracker for a in args)
+            ):
+                return None
             key = (kind, op, target, args, get("shell") is True, module)
         elif kind == "network":
             key = (

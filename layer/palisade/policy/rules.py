@@ -38,6 +38,7 @@ class ProcessSubject:
     path: str
     name: str
     args: str
+    argv: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,9 @@ def process_subject(target: str, detail: Mapping[str, Any]) -> ProcessSubject:
         a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a)
         for a in argv or ()
     ]
-    return ProcessSubject(target, target.rpartition("/")[2], " ".join(items[1:]))
+    return ProcessSubject(
+        target, target.rpartition("/")[2], " ".join(items[1:]), tuple(items[1:])
+    )
 
 
 def network_subject(target: str, detail: Mapping[str, Any]) -> NetworkSubject:
