@@ -934,3 +934,22 @@ print(len(seen), seen[:5])
         timeout=60,
     )
     assert result.stdout.split()[0] == "0", result.stdout
+
+
+def test_process_rule_ops_limit_the_rule_to_those_operations() -> None:
+    """GIVEN a block policy allowing only kill for any executable
+    WHEN the function kills a child and then spawns a program
+    THEN the kill is allowed by that rule and the spawn stays unlisted (blocked)."""
+    engine = load_engine(
+        {
+            "version": 1,
+            "mode": "block",
+            "process": {"allow": [{"exec": "*", "ops": ["kill"], "packages": ["app"]}]},
+        }
+    )
+    kill = engine.decide("process", "kill", "4242", {"pid": 4242}, "app")
+    spawn = engine.decide(
+        "process", "spawn", "/usr/bin/true", {"argv": ["true"]}, "app"
+    )
+    assert kill == ("allowed", "policy:process.allow[0]")
+    assert spawn == ("blocked", "unlisted")

@@ -6,9 +6,9 @@ decision. ``literal`` tells whether a rule's key pattern names exactly one thing
 which is what an exact allow of a built-in high-risk behaviour needs.
 
 Limitations: a process ``argv`` regex sees the arguments joined with single spaces,
-so one argument containing a space looks like two; process rules have no ``ops``,
-so they apply to every process op alike (``fork`` has the interpreter as target,
-``kill`` the pid as text or ``pgid:<n>``).
+so one argument containing a space looks like two. A process rule without ``ops``
+applies to every process op alike (``fork`` has the interpreter as target, ``kill``
+the pid as text or ``pgid:<n>``); give ``ops`` to allow, say, only ``kill``.
 """
 
 from __future__ import annotations
@@ -203,12 +203,16 @@ class ProcessRule(Rule):
             self.regex = None if split is None else path_glob_regex(split[1], split[0])
         argv = raw.get("argv")
         self.argv = re.compile(argv, re.DOTALL) if argv is not None else None
+        ops = raw.get("ops")
+        self.ops = frozenset(ops) if ops else None
         self.literal = is_literal_glob(exec_pattern) and (
             argv is None or is_literal_regex(argv)
         )
 
     def matches(self, op: str, subject: Any, module: str) -> bool:
         if self.regex is None or not self.in_scope(module):
+            return False
+        if self.ops is not None and op not in self.ops:
             return False
         text = subject.name if self.by_name else subject.path
         if self.regex.fullmatch(text) is None:
