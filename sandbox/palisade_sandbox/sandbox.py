@@ -508,10 +508,17 @@ class Sandbox:
             )
         missing = names - registered
         if missing:
+            others = sorted(registered - names)
+            hint = (
+                f"; registered instead: {others} (Lambda-Extension-Name must equal "
+                "the extension's file name)"
+                if others
+                else ""
+            )
             raise _InitFailure(
                 "Sandbox.Timedout",
                 f"extensions {sorted(missing)} did not register within the "
-                f"{self.init_timeout:g} s init limit",
+                f"{self.init_timeout:g} s init limit{hint}",
             )
 
     def _dead_extension(self) -> str | None:

@@ -432,6 +432,30 @@ def test_extension_that_never_registers_times_out_init(
         assert not any(alive(pid) for pid in pids)
 
 
+def test_extension_registering_under_another_name_never_completes_init(
+    code_dir: Path, probe_out: Path
+) -> None:
+    """An extension whose Lambda-Extension-Name differs from its file name is not
+    the external extension Lambda waits for: init times out and says why."""
+    with Sandbox(
+        "app.handler",
+        code_dir,
+        moto=False,
+        extensions=[PROBE],
+        init_timeout=0.5,
+        env={
+            "PROBE_OUT": str(probe_out),
+            "PROBE_NAME": "other-name",
+            "PROBE_EVENTS": "INVOKE",
+        },
+    ) as box:
+        result = box.invoke({})
+    assert result.status == "init_error"
+    assert result.error is not None
+    assert "must equal the extension's file name" in result.error["errorMessage"]
+
+
+@pytest.mark.slow
 def test_slow_extension_counts_toward_the_timeout(
     code_dir: Path, probe_out: Path
 ) -> None:
@@ -459,6 +483,7 @@ def test_slow_extension_counts_toward_the_timeout(
     assert shutdowns[0]["shutdownReason"] == "timeout"
 
 
+@pytest.mark.slow
 def test_shutdown_kills_an_extension_that_ignores_shutdown(
     code_dir: Path, probe_out: Path
 ) -> None:
