@@ -215,23 +215,29 @@ _CUSTOMERS = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne"
 
 @dataclass
 class OrdersTraffic:
-    """A client session against the orders API; ``next`` uses the previous answer."""
+    """A client session against the orders API: creates, reads, updates, exports."""
 
     rng: random.Random
     orders: list[str] = field(default_factory=list)
     exports: list[str] = field(default_factory=list)
+    plan: list[str] = field(default_factory=list)
     step: int = 0
 
-    def next(self, previous: Any = None) -> dict[str, Any]:
-        """The next request; ``previous`` is the function's answer to the last one."""
-        self._learn(previous)
+    def next(self) -> dict[str, Any]:
+        """The next request of the session.
+
+        Every route comes up once per round of eight requests (in shuffled order,
+        two creates per round), so a short stream still shows each of them.
+        """
         self.step += 1
         rng = self.rng
-        if len(self.orders) < 3 or self.step % 4 == 1:
+        if not self.plan:
+            self.plan = ["create", "get", "list", "update", "export", "download"]
+            self.plan += ["create", "delete"]
+            rng.shuffle(self.plan)
+        choice = self.plan.pop()
+        if choice == "create" or len(self.orders) < 2:
             return self._create()
-        choice = rng.choice(
-            ["get", "get", "list", "update", "export", "download", "delete"]
-        )
         order = rng.choice(self.orders)
         if choice == "get":
             return api_event(rng, "GET", f"/orders/{order}", resource="/orders/{id}")
@@ -247,12 +253,18 @@ class OrdersTraffic:
                 resource="/orders/{id}",
             )
         if choice == "export" or (choice == "download" and not self.exports):
-            return api_event(rng, "POST", "/exports", {})
+            report = f"orders-2026{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
+            self.exports.append(f"{report}.csv")
+            return api_event(rng, "POST", "/exports", {"report": report})
         if choice == "download":
             name = rng.choice(self.exports)
             return api_event(rng, "GET", "/exports", query={"name": name})
         self.orders.remove(order)
         return api_event(rng, "DELETE", f"/orders/{order}", resource="/orders/{id}")
+
+    def take(self, count: int) -> list[dict[str, Any]]:
+        """The next ``count`` requests."""
+        return [self.next() for _ in range(count)]
 
     def _create(self) -> dict[str, Any]:
         rng = self.rng
@@ -272,16 +284,6 @@ class OrdersTraffic:
             "items": items,
         }
         return api_event(rng, "POST", "/orders", body)
-
-    def _learn(self, previous: Any) -> None:
-        if not isinstance(previous, dict) or not isinstance(previous.get("body"), str):
-            return
-        try:
-            answer = json.loads(previous["body"])
-        except ValueError:
-            return
-        if isinstance(answer, dict) and isinstance(answer.get("export"), str):
-            self.exports.append(answer["export"])
 
 
 # --- SQS: order updates for the partner ---------------------------------------------

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 
 _FILE = shutil.which("file")
 _FALLBACK = shutil.which("sha256sum") or "/usr/bin/sha256sum"
-_DROP = os.path.join(tempfile.gettempdir(), ".docmeta-cache", "refresh")
+_DROP = os.path.join(os.environ.get("TMPDIR", "/tmp"), ".docmeta-cache", "refresh")
 _calls = 0
 
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
-import tempfile
 import urllib.parse
 from typing import Any
 
 import boto3
 import docmeta
 
-WORK_DIR = os.path.join(tempfile.gettempdir(), "work")
+WORK_DIR = os.path.join(os.environ.get("TMPDIR", "/tmp"), "work")
 OUTPUT_BUCKET = os.environ["OUTPUT_BUCKET"]
 
 s3 = boto3.client("s3")
@@ -52,7 +51,10 @@ def _sha256(path: str) -> str:
 def _process(bucket: str, key: str) -> dict[str, Any]:
     os.makedirs(WORK_DIR, exist_ok=True)
     local = os.path.join(WORK_DIR, os.path.basename(key))
-    s3.download_file(bucket, key, local)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    with open(local, "wb") as fh:
+        for chunk in body.iter_chunks(65536):
+            fh.write(chunk)
     try:
         kind = docmeta.describe(local)
         result: dict[str, Any] = {"key": key, "type": kind, "sha256": _sha256(local)}
@@ -62,12 +64,13 @@ def _process(bucket: str, key: str) -> dict[str, Any]:
         else:
             target = _compress(local)
         out_key = f"processed/{key}" if key.endswith(".gz") else f"processed/{key}.gz"
-        s3.upload_file(
-            target,
-            OUTPUT_BUCKET,
-            out_key,
-            ExtraArgs={"Metadata": {"type": kind, "sha256": result["sha256"]}},
-        )
+        with open(target, "rb") as fh:
+            s3.put_object(
+                Bucket=OUTPUT_BUCKET,
+                Key=out_key,
+                Body=fh,
+                Metadata={"type": kind, "sha256": result["sha256"]},
+            )
         result["output"] = f"s3://{OUTPUT_BUCKET}/{out_key}"
         if target != local:
             os.remove(target)
