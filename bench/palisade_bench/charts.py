@@ -116,7 +116,7 @@ def _coldstart(section: dict[str, Any], out: Path) -> list[Path]:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(9, 4))
     names = list(samples)
-    ax.boxplot([samples[n] for n in names], vert=False, whis=(1, 99))
+    ax.boxplot([samples[n] for n in names], orientation="horizontal", whis=(1, 99))
     ax.set_yticks(range(1, len(names) + 1))
     ax.set_yticklabels(names, fontsize=8)
     ax.set_xlabel("milliseconds")

@@ -396,7 +396,7 @@ def _run(plan: Plan) -> dict[str, Any]:
 
     variants = [v for v in VARIANTS if v != "zen" or plan.peer_available]
     series: dict[str, dict[str, Series]] = {
-        h: {v: Series() for v in variants} for h in HANDLERS
+        h: {v: Series() for v in variants} for h in plan.handlers
     }
     ext_rss: dict[str, float] = {}
     policies: dict[str, Any] = {}
@@ -414,8 +414,8 @@ def _run(plan: Plan) -> dict[str, Any]:
         with _aws_env():
             specs = _specs(endpoint, port, pool=24)
 
-        learn_count = 8 if plan.quick else 30
-        for name, spec in specs.items():
+        learn_count = plan.learn_invocations
+        for name, spec in ((n, specs[n]) for n in plan.handlers):
             try:
                 policies[name] = _learn(
                     sandbox_mod, spec, opts, endpoint, work, learn_count
@@ -426,7 +426,7 @@ def _run(plan: Plan) -> dict[str, Any]:
         boxes: dict[tuple[str, str], Any] = {}
         streams: dict[tuple[str, str], Callable[[Any], Any]] = {}
         previous: dict[tuple[str, str], Any] = {}
-        for name, spec in specs.items():
+        for name, spec in ((n, specs[n]) for n in plan.handlers):
             for variant in variants:
                 if series[name][variant].failure:
                     continue
@@ -448,10 +448,10 @@ def _run(plan: Plan) -> dict[str, Any]:
                 boxes[(name, variant)] = box
                 streams[(name, variant)] = spec.events(variant, 0)
 
-        warmup = 2 if plan.quick else 5
+        warmup = plan.warmup_invocations
         total = warmup + plan.invocations
         for i in range(total):
-            for name in HANDLERS:
+            for name in plan.handlers:
                 order = [v for v in variants if (name, v) in boxes]
                 if not order:
                     continue
@@ -566,7 +566,7 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
     figures: list[Figure] = []
     series: dict[str, dict[str, Series]] = run["series"]
     latencies: dict[str, dict[str, list[float]]] = {}
-    for name in HANDLERS:
+    for name in series:
         latencies[name] = {}
         base_series = series[name]["unprotected"]
         base = (

@@ -44,15 +44,18 @@ class Plan:
     micro_max_processes: int = 11
     micro_repetitions: int = 5
     micro_iterations: dict[str, int] = field(default_factory=_full_iterations)
-    invocations: int = 300
+    invocations: int = 200
     invocation_rounds: int = 3
     wrapper_calls: int = 20_000
     cold_processes: int = 15
     memory_processes: int = 5
     analyzer_events: int = 100_000
-    analyzer_seconds: float = 12.0
+    analyzer_seconds: float = 8.0
     analyzer_dynamodb_events: int = 2_000
     detection_samples: int = 30
+    learn_invocations: int = 30
+    warmup_invocations: int = 5
+    handlers: tuple[str, ...] = ("file_processor", "orders_api", "partner_notifier")
     peer_available: bool = field(
         default_factory=lambda: importlib.util.find_spec("aikido_zen") is not None
     )
@@ -75,7 +78,31 @@ class Plan:
             analyzer_seconds=3.0,
             analyzer_dynamodb_events=150,
             detection_samples=5,
+            learn_invocations=8,
+            warmup_invocations=2,
         )
+
+    @classmethod
+    def smoke_plan(cls) -> Plan:
+        """Smaller still than quick: every section once, one handler (for tests)."""
+        plan = cls.quick_plan()
+        plan.micro_processes = plan.micro_max_processes = 1
+        plan.micro_repetitions = 1
+        plan.micro_iterations = {
+            k: max(1, v // 4) for k, v in plan.micro_iterations.items()
+        }
+        plan.invocations = 3
+        plan.learn_invocations = 3
+        plan.warmup_invocations = 1
+        plan.handlers = ("orders_api",)
+        plan.wrapper_calls = 500
+        plan.cold_processes = 2
+        plan.memory_processes = 1
+        plan.analyzer_events = 1_500
+        plan.analyzer_seconds = 1.0
+        plan.analyzer_dynamodb_events = 60
+        plan.detection_samples = 2
+        return plan
 
     @property
     def results_dir(self) -> Path:

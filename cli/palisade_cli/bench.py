@@ -66,6 +66,11 @@ def _parser(sections: Sequence[str]) -> argparse.ArgumentParser:
         "--quick", action="store_true", help="tiny repetition counts (a fast check)"
     )
     parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="smaller still than --quick, one handler: only checks the harness runs",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         help="write results/, benchmarks.md and benchmarks/*.png here instead of "
@@ -108,9 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # moto's HTTP server logs every request at INFO; that is not progress.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    plan: Any = (
-        palisade_bench.Plan.quick_plan() if args.quick else palisade_bench.Plan()
-    )
+    if args.smoke:
+        plan: Any = palisade_bench.Plan.smoke_plan()
+    elif args.quick:
+        plan = palisade_bench.Plan.quick_plan()
+    else:
+        plan = palisade_bench.Plan()
     if args.only:
         wanted = tuple(s.strip() for s in args.only.split(",") if s.strip())
         unknown = [s for s in wanted if s not in palisade_bench.SECTIONS]

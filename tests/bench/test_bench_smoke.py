@@ -13,13 +13,13 @@ from palisade_cli import bench
 
 
 @pytest.mark.slow
-def test_quick_run_writes_results_page_and_charts(tmp_path: Path) -> None:
-    """GIVEN a temp output dir WHEN `palisade bench --quick --out DIR` runs THEN it
+def test_smoke_run_writes_results_page_and_charts(tmp_path: Path) -> None:
+    """GIVEN a temp output dir WHEN `palisade bench --smoke --out DIR` runs THEN it
     writes one results JSON with every section, a page naming each section, and
     every figure is either a number or a stated reason."""
     pytest.importorskip("matplotlib")
 
-    status = bench.main(["--quick", "--no-install", "--out", str(tmp_path)])
+    status = bench.main(["--smoke", "--no-install", "--out", str(tmp_path)])
 
     assert status == 0
     results_files = list((tmp_path / "results").glob("*-quick.json"))
