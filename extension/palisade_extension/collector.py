@@ -4,6 +4,9 @@ The main loop asks ``wait_for(request_id, ...)`` after an INVOKE and then takes
 everything gathered so far for the next batch. Telemetry for a request may arrive
 before or after its record, and ``platform.report`` of request N usually arrives
 during N+1 or at SHUTDOWN: it simply rides in a later batch.
+
+Limitation: a record that arrives after ``wait_for`` gave up is shipped in the
+next batch, although its invocation was already counted as ``missing-record``.
 """
 
 from __future__ import annotations

@@ -5,6 +5,11 @@ runtime starts: the directory (0700), the key file (0600, 32 random bytes as hex
 and the socket. Each connection is served by its own thread; a frame that fails
 authentication, replays a sequence number or cannot be parsed is answered with an
 unsigned error and the connection is closed. Every refused frame is counted.
+
+Limitation: replay protection is per connection (``seq`` increases on each one);
+a frame captured from one connection could be replayed on a new one. What keeps
+other code from forging frames is the key, readable only by the function's user
+and deleted by the layer at install.
 """
 
 from __future__ import annotations

@@ -175,6 +175,14 @@ SETTINGS: tuple[Setting, ...] = (
         "JSON/YAML; served to the layer on request.",
     ),
     Setting(
+        "PALISADE_EXTENSION_POLICY",
+        "",
+        _text,
+        "The policy the extension serves when PALISADE_POLICY is 'extension' "
+        "(the layer's way to say: ask the extension); same forms as "
+        "PALISADE_POLICY.",
+    ),
+    Setting(
         "PALISADE_POLICY_REFRESH_S",
         "60",
         _float_min(0),
@@ -256,6 +264,8 @@ def load(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
                 ),
             )
             values[setting.name] = setting.parse(setting.default)
+    if values["PALISADE_POLICY"] == "extension":
+        values["PALISADE_POLICY"] = values["PALISADE_EXTENSION_POLICY"]
     if not values["PALISADE_SPOOL_DIR"]:
         socket_dir = os.path.dirname(values["PALISADE_EXTENSION_SOCKET"]) or "."
         values["PALISADE_SPOOL_DIR"] = os.path.join(socket_dir, "spool")
@@ -275,3 +285,12 @@ def parse(name: str, raw: str) -> Any:
         raise ConfigError(
             f"{name}={raw!r} is not valid ({exc}); default is {setting.default!r}"
         ) from exc
+
+
+def markdown_table() -> str:
+    """The settings as the Markdown table in docs/_parts/configuration-extension.md."""
+    lines = ["| Variable | Default | Effect |", "|---|---|---|"]
+    for setting in SETTINGS:
+        default = f"`{setting.default}`" if setting.default else "unset"
+        lines.append(f"| `{setting.name}` | {default} | {setting.doc} |")
+    return "\n".join(lines)

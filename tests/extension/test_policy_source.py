@@ -180,3 +180,15 @@ def test_missing_parameter_open_serves_null_closed_reports_init_error(
     error = fake_lambda.errors[0]
     assert error["path"].endswith("/extension/init/error")
     assert error["type"] == "Palisade.PolicyUnavailable"
+
+
+def test_policy_extension_means_the_extension_policy_variable():
+    """PALISADE_POLICY=extension (the layer asks the extension) makes the extension
+    serve PALISADE_EXTENSION_POLICY."""
+    from palisade_extension import settings
+
+    values = settings.load(
+        {"PALISADE_POLICY": "extension", "PALISADE_EXTENSION_POLICY": "ssm:/p/orders"}
+    )
+    assert values["PALISADE_POLICY"] == "ssm:/p/orders"
+    assert settings.load({"PALISADE_POLICY": "ssm:/x"})["PALISADE_POLICY"] == "ssm:/x"
