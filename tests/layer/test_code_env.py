@@ -29,7 +29,7 @@ CASES = [
         "marshal",
         "<bytes>",
     ),
-    ("import", "import csv", "import", "csv"),
+    ("import", "import colorsys", "import", "colorsys"),
 ]
 
 
