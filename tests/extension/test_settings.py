@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 
 from ext_fakes import REPO
-
 from palisade_extension import settings
 
 
