@@ -132,6 +132,10 @@ class AWSStore:
         self.ddb = dynamodb or boto3.client("dynamodb", **kwargs)
         self.s3 = s3 or boto3.client("s3", **kwargs)
         self._committed: dict[tuple[str, str], bool] = {}
+        # (table, pk, sk) -> (first_seen, last_seen) known to be stored. The true
+        # first_seen can only be lower and last_seen only higher, so a fix-up that
+        # these bounds already satisfy is skipped (safe with other writers).
+        self._bounds: dict[tuple[str, str, str], tuple[float, float]] = {}
 
     # -- setup ----------------------------------------------------------------------
 
@@ -325,9 +329,25 @@ class AWSStore:
     ) -> dict[str, SigStats]:
         pk = f"s#{function}#{version}"
         items = self._batch_get(self.profiles_table, [(pk, n) for n in names])
-        return {
+        found = {
             item["sk"]["S"]: self._sig_of(function, version, item) for item in items
         }
+        for name, stats in found.items():
+            self._remember(
+                self.profiles_table, pk, name, stats.first_seen, stats.last_seen
+            )
+        return found
+
+    def _remember(
+        self, table: str, pk: str, sk: str, first: float, last: float
+    ) -> None:
+        if len(self._bounds) > 200_000:
+            self._bounds.clear()
+        key = (table, pk, sk)
+        known = self._bounds.get(key)
+        if known is not None:
+            first, last = min(first, known[0]), max(last, known[1])
+        self._bounds[key] = (first, last)
 
     def _write_trail(self, delta: BatchDelta) -> None:
         by_function: dict[str, list[str]] = {}
@@ -552,6 +572,13 @@ class AWSStore:
             self._transact([marker, *({"Update": op} for op in chunk)])
         for op in self._fixup_ops(delta):
             self._fixup(op)
+        for (f, v, name), sd in delta.sigs.items():
+            pk = f"s#{f}#{v}"
+            self._remember(self.profiles_table, pk, name, sd.first_seen, sd.last_seen)
+        for (f, v), vd in delta.versions.items():
+            self._remember(
+                self.profiles_table, f"v#{f}", v, vd.first_seen, vd.last_seen
+            )
         new_alerts = self._claim_new_alerts(delta)
         try:
             self.ddb.put_item(
@@ -627,7 +654,17 @@ class AWSStore:
     def version(self, function: str, version: str) -> VersionInfo | None:
         """One version."""
         item = self._get(self.profiles_table, f"v#{function}", version)
-        return self._version_of(item) if item else None
+        if not item:
+            return None
+        info = self._version_of(item)
+        self._remember(
+            self.profiles_table,
+            f"v#{function}",
+            version,
+            info.first_seen,
+            info.last_seen,
+        )
+        return info
 
     def signatures(self, function: str, version: str) -> list[SigStats]:
         """All signatures of the version, sorted."""
