@@ -78,7 +78,14 @@ CASES = [
         "a.txt",
         "present:a.txt",
     ),
-    ("chmod", ["a.txt"], "os.chmod(W + '/a.txt', 0o600)", "chmod", "a.txt", None),
+    (
+        "chmod",
+        ["a.txt"],
+        "os.chmod(W + '/a.txt', 0o600)",
+        "chmod",
+        "a.txt",
+        "mode:a.txt",
+    ),
     ("chown", ["a.txt"], "os.chown(W + '/a.txt', -1, -1)", "chown", "a.txt", None),
     ("mkdir", [], "os.mkdir(W + '/d')", "mkdir", "d", "absent:d"),
     (
@@ -111,6 +118,7 @@ def test_file_operation(tmp_path: Path, mode: str, case: tuple) -> None:
     work.mkdir()
     for f in files:
         (work / f).write_text("data")
+        (work / f).chmod(0o644)
     run = run_handler(tmp_path, body, setup=f"W = {str(work)!r}", PALISADE_MODE=mode)
 
     event = run.one("file", op, str(work / rel))
@@ -127,6 +135,8 @@ def test_file_operation(tmp_path: Path, mode: str, case: tuple) -> None:
                 assert not os.path.lexists(work / what)
             elif check == "present":
                 assert (work / what).exists()
+            elif check == "mode":
+                assert (work / what).stat().st_mode & 0o777 == 0o644
             elif check == "size":
                 assert (work / what).read_text() == "data"
     else:

@@ -196,3 +196,30 @@ def test_metadata_address_blocked_by_builtin(tmp_path: Path) -> None:
     run = run_handler(tmp_path, body, PALISADE_MODE="block")
     event = run.one("network", "connect")
     assert event["verdict"] == "blocked" and event["rule"].startswith("builtin:")
+
+
+def test_sendmsg_and_gethostbyname(tmp_path: Path, mode: str) -> None:
+    """sendmsg with an address is network:sendto; gethostbyname of a name is
+    dns:resolve; blocked, the datagram never arrives."""
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.setblocking(False)
+    port = receiver.getsockname()[1]
+    body = f"""
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.sendmsg([b'msg'], [], 0, ('127.0.0.1', {port}))
+    except PermissionError:
+        pass
+    u.close()
+    return socket.gethostbyname('localhost')
+    """
+    run = run_handler(tmp_path, body, PALISADE_MODE=mode)
+    try:
+        got = receiver.recv(100)
+    except BlockingIOError:
+        got = None
+    receiver.close()
+    assert run.one("network", "sendto")["verdict"] == EXPECTED[mode]
+    assert run.one("dns", "resolve", "localhost")["verdict"] == EXPECTED[mode]
+    assert got == (None if mode == "block" else b"msg")

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -161,3 +162,27 @@ def test_popen_reported_once_with_posix_spawn_and_fork_exec(tmp_path: Path) -> N
     run = run_handler(tmp_path, body)
     assert len(run.events("process")) == 3, run.describe()
     assert {e["target"] for e in run.events("process")} == {shutil.which("true")}
+
+
+@pytest.mark.parametrize("mode_", ["alert", "block"])
+def test_killpg_other_group(tmp_path: Path, mode_: str) -> None:
+    """os.killpg of another process group is an event; blocked, the group lives."""
+    child = subprocess.Popen(
+        ["sleep", "30"], start_new_session=True, stdout=subprocess.DEVNULL
+    )
+    body = f"""
+    import signal
+    try:
+        os.killpg({child.pid}, signal.SIGTERM)
+    except PermissionError:
+        pass
+    """
+    try:
+        run = run_handler(tmp_path, body, PALISADE_MODE=mode_)
+        event = run.one("process", "kill", f"pgid:{child.pid}")
+        assert event["verdict"] == EXPECTED[mode_]
+        child_status = child.wait(5) if mode_ == "alert" else child.poll()
+        assert (child_status is None) is (mode_ == "block")
+    finally:
+        child.kill()
+        child.wait()
