@@ -953,3 +953,15 @@ def test_process_rule_ops_limit_the_rule_to_those_operations() -> None:
     )
     assert kill == ("allowed", "policy:process.allow[0]")
     assert spawn == ("blocked", "unlisted")
+
+
+def test_sandbox_opt_dir_is_trusted_like_opt() -> None:
+    """GIVEN PALISADE_OPT_DIR naming the folder that stands for /opt
+    WHEN a block-mode engine decides a read there and a read beside it
+    THEN the first is base and the second stays unlisted."""
+    env = {"PALISADE_OPT_DIR": "/work/sbx/opt", "LAMBDA_TASK_ROOT": "/work/sbx/code"}
+    engine = load_engine({"version": 1, "mode": "block"}, env=env)
+    inside = engine.decide("file", "read", "/work/sbx/opt/python/x.py", {}, "app")
+    beside = engine.decide("file", "read", "/work/sbx/other/x.py", {}, "app")
+    assert inside == ("allowed", "base")
+    assert beside == ("blocked", "unlisted")

@@ -156,7 +156,8 @@ def runtime_facts(env: Mapping[str, str]) -> RuntimeFacts:
 
     Environment: LAMBDA_TASK_ROOT, TMPDIR, HOME, AWS_LAMBDA_RUNTIME_API,
     AWS_CONTAINER_CREDENTIALS_FULL_URI, PALISADE_EXTENSION_SOCKET,
-    PALISADE_EXTENSION_KEY (only to locate Palisade's own directory).
+    PALISADE_EXTENSION_KEY (only to locate Palisade's own directory). The base also
+    reads PALISADE_OPT_DIR, the folder standing for /opt in the local sandbox.
     """
     task_root = os.path.normpath(env.get("LAMBDA_TASK_ROOT") or DEFAULT_TASK_ROOT)
     tmp_dirs = ["/tmp"]
@@ -212,7 +213,11 @@ class Base:
 
     def __init__(self, facts: RuntimeFacts, env: Mapping[str, str]) -> None:
         self.facts = facts
-        roots = [facts.task_root, *_FIXED_READ_DIRS, *_library_dirs(env)]
+        # PALISADE_OPT_DIR stands for /opt where layers are not unpacked there (the
+        # local sandbox); in Lambda it is unset and /opt itself is trusted.
+        opt_dir = env.get("PALISADE_OPT_DIR")
+        extra = [opt_dir] if opt_dir else []
+        roots = [facts.task_root, *_FIXED_READ_DIRS, *extra, *_library_dirs(env)]
         normal = {os.path.normpath(r) for r in roots if r and os.path.isabs(r)}
         # A prefix of "/" would trust the whole file system.
         self.read_dirs = tuple(sorted(r for r in normal if r != "/"))
