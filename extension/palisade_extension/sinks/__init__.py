@@ -50,11 +50,14 @@ def _one(name: str, settings: dict[str, Any], timeout: float) -> Sink:
 
         return OtlpSink()
     from palisade_extension.sinks import aws
+    from palisade_extension.sinks.signed import AnalyzerKey
 
+    key_text = settings["PALISADE_ANALYZER_KEY"]
+    key = AnalyzerKey.parse(key_text) if key_text else None
     if name == "kinesis":
-        return aws.KinesisSink(settings["PALISADE_STREAM_NAME"], timeout)
+        return aws.KinesisSink(settings["PALISADE_STREAM_NAME"], timeout, key)
     if name == "firehose":
         return aws.FirehoseSink(settings["PALISADE_DELIVERY_STREAM"], timeout)
     if name == "sqs":
-        return aws.SqsSink(settings["PALISADE_QUEUE_URL"], timeout)
+        return aws.SqsSink(settings["PALISADE_QUEUE_URL"], timeout, key)
     raise ConfigError(f"unknown sink {name!r}")

@@ -2,8 +2,11 @@
 
 Each batch is one message (a JSON document, newline-terminated for Firehose so
 that objects in S3 are JSON lines), split into ``<batch_id>.<n>`` parts when it
-exceeds the service's size limit. The partition key (Kinesis) and message group
-(FIFO SQS) are the function name, so one function's batches stay in order.
+exceeds the service's size limit. With PALISADE_ANALYZER_KEY set, Kinesis and SQS
+messages are ``palisade.signed/1`` envelopes (see ``signed``) that the analyzer's
+stream consumer authenticates; Firehose records stay plain JSON lines for S3.
+The partition key (Kinesis) and message group (FIFO SQS) are the function name,
+so one function's batches stay in order.
 Endpoints follow boto3's own rules, including ``AWS_ENDPOINT_URL``.
 
 Limitation: a partly failed PutRecords / PutRecordBatch is re-sent whole; the
@@ -17,6 +20,7 @@ from typing import Any
 
 from palisade_extension.errors import ConfigError, SinkError
 from palisade_extension.sinks.base import encode, split
+from palisade_extension.sinks.signed import AnalyzerKey
 
 # Service limits, kept a little under the documented ones.
 KINESIS_RECORD_MAX = 1_000_000  # 1 MiB per record, partition key included
@@ -60,6 +64,13 @@ def _call(what: str, func: Any, **kwargs: Any) -> Any:
         raise SinkError(f"{what} failed: {exc}") from exc
 
 
+def _wire(key: AnalyzerKey | None) -> Any:
+    """The bytes one part becomes on a stream: signed envelope or plain JSON."""
+    if key is None:
+        return encode
+    return lambda part: key.envelope(encode(part))
+
+
 def _groups(items: list[bytes], max_bytes: int, max_count: int) -> list[list[bytes]]:
     groups: list[list[bytes]] = []
     current: list[bytes] = []
@@ -80,18 +91,20 @@ class KinesisSink:
 
     key = "kinesis"
 
-    def __init__(self, stream: str, timeout_s: float):
+    def __init__(self, stream: str, timeout_s: float, key: AnalyzerKey | None = None):
         if not stream:
             raise ConfigError(
                 "PALISADE_SINK includes kinesis but PALISADE_STREAM_NAME is empty"
             )
         self.stream = stream
+        self._wire = _wire(key)
         self._boto = _Boto("kinesis", timeout_s)
 
     def send(self, batch: dict[str, Any]) -> None:
         partition = str(batch["source"]["function"])[:256]
         limit = KINESIS_RECORD_MAX - len(partition.encode("utf-8"))
-        data = [encode(part) for part in split(batch, limit)]
+        parts = split(batch, limit, lambda part: len(self._wire(part)))
+        data = [self._wire(part) for part in parts]
         client = self._boto.client()
         for group in _groups(data, KINESIS_REQUEST_MAX, KINESIS_REQUEST_RECORDS):
             answer = _call(
@@ -142,22 +155,25 @@ class SqsSink:
 
     key = "sqs"
 
-    def __init__(self, queue_url: str, timeout_s: float):
+    def __init__(
+        self, queue_url: str, timeout_s: float, key: AnalyzerKey | None = None
+    ):
         if not queue_url:
             raise ConfigError(
                 "PALISADE_SINK includes sqs but PALISADE_QUEUE_URL is empty"
             )
         self.queue_url = queue_url
+        self._wire = _wire(key)
         self._fifo = queue_url.endswith(".fifo")
         self._boto = _Boto("sqs", timeout_s)
 
     def send(self, batch: dict[str, Any]) -> None:
         client = self._boto.client()
         function = str(batch["source"]["function"])
-        for part in split(batch, SQS_MESSAGE_MAX):
+        for part in split(batch, SQS_MESSAGE_MAX, lambda p: len(self._wire(p))):
             kwargs: dict[str, Any] = {
                 "QueueUrl": self.queue_url,
-                "MessageBody": encode(part).decode("utf-8"),
+                "MessageBody": self._wire(part).decode("utf-8"),
                 "MessageAttributes": {
                     "function": {"DataType": "String", "StringValue": function},
                     "batch_id": {"DataType": "String", "StringValue": part["batch_id"]},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from palisade_extension.errors import SinkError
@@ -25,8 +26,14 @@ def encode(batch: dict[str, Any]) -> bytes:
     return json.dumps(batch, separators=(",", ":")).encode("utf-8")
 
 
-def split(batch: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
+def split(
+    batch: dict[str, Any],
+    max_bytes: int,
+    measure: Callable[[dict[str, Any]], int] | None = None,
+) -> list[dict[str, Any]]:
     """Cut a batch into parts that each encode to at most ``max_bytes``.
+
+    ``measure`` gives a part's size on the wire (default: its compact JSON).
 
     Parts keep the batch's fields; ``records`` are spread over them and
     ``platform``, ``outside`` and ``drops`` ride in the first part only. Part ids
@@ -37,7 +44,8 @@ def split(batch: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
     Raises:
         SinkError: (permanent) even an empty part does not fit.
     """
-    if len(encode(batch)) <= max_bytes:
+    size = measure or (lambda part: len(encode(part)))
+    if size(batch) <= max_bytes:
         return [batch]
     shell = {k: v for k, v in batch.items() if k != "records"}
     first_extras: dict[str, Any] = {
@@ -55,21 +63,19 @@ def split(batch: dict[str, Any], max_bytes: int) -> list[dict[str, Any]]:
 
     for record in batch.get("records", []):
         candidate = make([*current, record], not parts)
-        if len(encode(candidate)) <= max_bytes:
+        if size(candidate) <= max_bytes:
             current.append(record)
             continue
         if current:
             parts.append(make(current, not parts))
             current = []
         alone = make([record], not parts)
-        if len(encode(alone)) > max_bytes:
-            record = _trim(
-                record, lambda r: len(encode(make([r], not parts))), max_bytes
-            )
+        if size(alone) > max_bytes:
+            record = _trim(record, lambda r: size(make([r], not parts)), max_bytes)
         current = [record]
     parts.append(make(current, not parts))
     for part in parts:
-        if len(encode(part)) > max_bytes:
+        if size(part) > max_bytes:
             raise SinkError(
                 f"batch {batch['batch_id']} cannot be cut below {max_bytes} bytes "
                 "(its platform or outside data alone is larger)",

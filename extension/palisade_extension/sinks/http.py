@@ -9,24 +9,16 @@ Headers: ``X-Palisade-Key-Id``, ``X-Palisade-Timestamp`` (unix seconds) and
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import http.client
 import json
-import time
 import urllib.parse
 from typing import Any
 
 from palisade_extension.errors import ConfigError, SinkError
 from palisade_extension.sinks.base import encode, split
+from palisade_extension.sinks.signed import AnalyzerKey
 
 PATH = "/v1/batches"
-
-
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """The ``X-Palisade-Signature`` value of ``body`` sent at ``timestamp``."""
-    digest = hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256)
-    return f"v1={digest.hexdigest()}"
 
 
 class HttpSink:
@@ -40,20 +32,13 @@ class HttpSink:
                 "PALISADE_SINK includes http but PALISADE_ANALYZER_URL is empty; "
                 "set it to the analyzer's base URL"
             )
-        key_id, sep, secret = analyzer_key.partition(":")
-        if not sep or not key_id or not secret:
-            raise ConfigError(
-                "PALISADE_ANALYZER_KEY must be '<key_id>:<secret>', found "
-                f"{'an empty value' if not analyzer_key else 'no colon'}"
-            )
+        self._key = AnalyzerKey.parse(analyzer_key)
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme not in ("http", "https") or not parsed.hostname:
             raise ConfigError(f"PALISADE_ANALYZER_URL={url!r} is not an http(s) URL")
         self._parsed = parsed
         base = parsed.path.rstrip("/")
         self._path = base if base.endswith(PATH) else base + PATH
-        self._key_id = key_id
-        self._secret = secret.encode("utf-8")
         self._timeout = timeout_s
 
     def _connection(self) -> http.client.HTTPConnection:
@@ -83,13 +68,7 @@ class HttpSink:
         )
 
     def _post(self, body: bytes) -> tuple[int, str]:
-        timestamp = str(int(time.time()))
-        headers = {
-            "Content-Type": "application/json",
-            "X-Palisade-Key-Id": self._key_id,
-            "X-Palisade-Timestamp": timestamp,
-            "X-Palisade-Signature": sign(self._secret, timestamp, body),
-        }
+        headers = {"Content-Type": "application/json", **self._key.headers(body)}
         conn = self._connection()
         try:
             conn.request("POST", self._path, body=body, headers=headers)
