@@ -141,12 +141,7 @@ def _file(op: str, raw: object, dir_fd: object, follow: bool, **detail: Any) -> 
     path = paths.absolute(raw, dir_fd)
     if path is None:
         return
-    if follow:
-        path = paths.resolve(path)
-    else:
-        head, _, tail = path.rpartition("/")
-        path = paths.resolve(head or "/").rstrip("/") + "/" + tail
-    observe("file", op, path, detail)
+    observe("file", op, paths.resolve(path, follow), detail)
 
 
 def on_remove(args: tuple[Any, ...]) -> None:

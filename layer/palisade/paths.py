@@ -12,6 +12,7 @@ dir_fd=fd)`` with a relative name is resolved against the current directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -64,13 +65,40 @@ def absolute(value: object, dir_fd: object = None) -> str | None:
     return path
 
 
-def resolve(path: str) -> str:
-    """Resolve symlinks (as far as the path exists) and name /proc/self plainly."""
-    try:
-        real = os.path.realpath(path)
-    except (OSError, ValueError):
-        real = path
-    return own_proc(real)
+_DIR_CACHE_SIZE = 1024
+_dirs: dict[str, str] = {}
+
+
+def resolve(path: str, follow: bool = True) -> str:
+    """Resolve symlinks (as far as the path exists) and name /proc/self plainly.
+
+    Directories are resolved once and cached (at most 1024, outside /proc); the
+    last component costs one ``lstat``, and only a link is resolved further.
+    ``follow=False`` keeps a final symlink itself (delete, rename, new links).
+    Limitation: a directory replaced by a symlink after it was cached is still
+    seen at its old place.
+    """
+    head, _, tail = path.rpartition("/")
+    real_head = _dirs.get(head)
+    if real_head is None:
+        try:
+            real_head = os.path.realpath(head or "/")
+        except (OSError, ValueError):
+            real_head = head or "/"
+        if not head.startswith("/proc"):
+            if len(_dirs) >= _DIR_CACHE_SIZE:
+                _dirs.clear()
+            _dirs[head] = real_head
+    full = real_head.rstrip("/") + "/" + tail if tail else real_head
+    if follow and tail and os.path.islink(full):
+        with contextlib.suppress(OSError, ValueError):
+            full = os.path.realpath(full)
+    return own_proc(full)
+
+
+def forget() -> None:
+    """Drop cached directory resolutions (tests, snapshot restore)."""
+    _dirs.clear()
 
 
 def own_proc(path: str) -> str:
