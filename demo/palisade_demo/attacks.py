@@ -121,7 +121,8 @@ def _marker_effect(attack_id: str) -> Callable[[AttackEnv, Outcome], str | None]
 
 
 def _environ_steps(env: AttackEnv, rng: random.Random) -> list[Step]:
-    name = "../" * 12 + "proc/self/environ"
+    # os.path.join drops the folder when the second part is absolute.
+    name = "/proc/self/environ"
     return [Step(events.api_event(rng, "GET", "/exports", query={"name": name}))]
 
 
@@ -222,7 +223,7 @@ ATTACKS: list[Attack] = [
         id="proc-environ",
         title="Credentials read from /proc/self/environ",
         function=ORDERS_API,
-        vector="path traversal in GET /exports?name=../../proc/self/environ",
+        vector="path traversal: GET /exports?name=/proc/self/environ",
         steps=_environ_steps,
         effect=_environ_effect,
     ),

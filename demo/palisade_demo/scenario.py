@@ -69,7 +69,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(learn=32, replay=8, block_replay=6, cold_starts=4, extra_rounds=4)
+        return cls(learn=24, replay=6, block_replay=4, cold_starts=3, extra_rounds=4)
 
 
 @dataclass
@@ -381,6 +381,8 @@ class Scenario:
             dns_names=self.observations.names_since(since),
             marker_exists=env.marker(attack.id).exists(),
         )
+        for answer in seen.payloads:
+            logger.info("%s %s answer: %.300r", attack.id, mode, answer)
         result.ran = True
         result.invocations = len(steps)
         result.effect = attack.effect(env, seen)

@@ -6,7 +6,8 @@ Routes: ``GET /orders``, ``POST /orders``, ``GET|PUT|DELETE /orders/<id>``, and
 
 Known weakness, kept on purpose for the demo: the export download joins the
 ``name`` query parameter to the export folder without checking it, so
-``../../proc/self/environ`` returns the function's environment (path traversal).
+``/proc/self/environ`` (an absolute path replaces the folder in ``os.path.join``)
+returns the function's environment (path traversal).
 """
 
 from __future__ import annotations
