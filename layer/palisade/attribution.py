@@ -62,7 +62,8 @@ def _classify(code: CodeType, frame: FrameType) -> str:
     filename = code.co_filename
     if filename.startswith(_OWN):
         return _SKIP
-    if filename.startswith("/var/runtime/bootstrap"):
+    if filename.startswith("/var/runtime/bootstrap") or "/awslambdaric/" in filename:
+        # By file as well as by name: ``python -m awslambdaric`` runs as __main__.
         return RUNTIME
     if filename.startswith("<frozen "):
         return _SKIP

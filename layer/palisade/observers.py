@@ -138,6 +138,9 @@ def on_open(args: tuple[Any, ...]) -> None:
 
 
 def _file(op: str, raw: object, dir_fd: object, follow: bool, **detail: Any) -> None:
+    # Frames: _caller_file, _file, on_<event>, audit_hook, the caller.
+    if _caller_file(4) in _IMPORT_FILES:
+        return  # the import system writing its .pyc cache
     path = paths.absolute(raw, dir_fd)
     if path is None:
         return
