@@ -229,6 +229,8 @@ class Extension:
             self.spool.mark_inflight(request_id)
         self.shipper.kick()
         self.policy.maybe_refresh()
+        if self.sampler is not None:
+            self.sampler.prime()
 
         result = self.collector.wait_for(
             request_id,

@@ -305,7 +305,14 @@ class OutsideView:
         if self._pid is not None:
             info = _stat(self._pid)
             self._start = info[1] if info else None
+            log.info("outside view: sampling runtime pid %d", self._pid)
+        else:
+            log.debug("outside view: no runtime process found")
         return self._pid
+
+    def prime(self) -> None:
+        """Find the runtime ahead of the sample (the costly part on first use)."""
+        self.runtime_pid()
 
     def sample(
         self, records: list[dict[str, Any]], request_id: str | None
@@ -480,7 +487,7 @@ class Sampler:
     def __init__(self, view: OutsideView):
         self.view = view
         self._cond = threading.Condition()
-        self._jobs: list[tuple[int, list[dict[str, Any]], str | None]] = []
+        self._jobs: list[tuple[int, list[dict[str, Any]] | None, str | None]] = []
         self._requested = 0
         self._done = 0
         self._findings: list[dict[str, Any]] = []
@@ -489,6 +496,16 @@ class Sampler:
             target=self._run, name="palisade-outside", daemon=True
         )
         self._thread.start()
+
+    def prime(self) -> None:
+        """Find the runtime now, while the function runs, so the sample after the
+        invocation has less to do."""
+        with self._cond:
+            if self._jobs:
+                return
+            self._requested += 1
+            self._jobs.append((self._requested, None, None))
+            self._cond.notify_all()
 
     def request(self, records: list[dict[str, Any]], request_id: str | None) -> int:
         with self._cond:
@@ -513,7 +530,10 @@ class Sampler:
                 ticket, records, request_id = self._jobs.pop(0)
             found: list[dict[str, Any]] = []
             try:
-                found = self.view.sample(records, request_id)
+                if records is None:
+                    self.view.prime()
+                else:
+                    found = self.view.sample(records, request_id)
             except Exception:  # our bug must not stop later samples
                 if not self._failed:
                     self._failed = True

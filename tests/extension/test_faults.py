@@ -35,9 +35,25 @@ APP = textwrap.dedent(
             os._exit(3)
         elif action == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
-        elif action == "touch":
-            open("/tmp/palisade-fault-test", "w").close()
+        elif action == "native":
+            native(event["port"])
         return {"n": event.get("n")}
+
+
+    KEEP = []
+
+
+    def native(port):
+        # A child and a connection made through libc, out of the audit hook's view.
+        import ctypes, socket, struct
+        libc = ctypes.CDLL(None)
+        libc.popen.restype = ctypes.c_void_p
+        KEEP.append(libc.popen(b"sleep 5", b"r"))
+        fd = libc.socket(socket.AF_INET, socket.SOCK_STREAM, 0)
+        address = struct.pack("<H", socket.AF_INET) + struct.pack(">H", port)
+        address += socket.inet_aton("127.0.0.1") + bytes(8)
+        libc.connect(fd, ctypes.c_char_p(address), len(address))
+        KEEP.append(fd)
     """
 )
 
@@ -270,6 +286,35 @@ def test_shutdown_flushes_pending_records(run, analyzer):
         if p["type"] == "platform.report"
     }
     assert ids[-1] in reports
+
+
+def test_outside_view_reports_native_child_and_connection(run):
+    """GIVEN a handler that starts a child and connects a socket through libc
+    (invisible to the audit hook) THEN the outside view reports both, attributed
+    to that request."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    try:
+        r = run(PALISADE_OUTSIDE_VIEW="on", PALISADE_OUTSIDE_BUDGET_MS="250")
+        r.box.invoke({"n": 0})
+        native = r.box.invoke({"action": "native", "port": port})
+        assert native.ok, native.error
+        r.close()
+    finally:
+        listener.close()
+    outside = [o for b in r.batches() for o in b.get("outside", [])]
+    targets = {(o["kind"], o["target"]) for o in outside}
+    assert ("network", f"127.0.0.1:{port}") in targets
+    children = [o for o in outside if o["kind"] == "process"]
+    assert any("sleep" in " ".join(o["detail"]["argv"]) for o in children)
+    assert {o["request_id"] for o in outside if o["kind"] != "library"} <= {
+        native.request_id,
+        None,
+    }
 
 
 @pytest.mark.slow
