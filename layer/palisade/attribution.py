@@ -3,7 +3,8 @@
 Walking starts at the caller of the audited operation and skips frames of the
 standard library, of Palisade and of wrapt. The first other frame names the event's
 ``module`` (top-level package of its module, ``__main__`` for a script). Frames of
-the Lambda runtime (awslambdaric, ``/var/runtime/bootstrap*``) are remembered but
+the Lambda runtime (awslambdaric, scripts directly in ``/var/runtime`` or
+``LAMBDA_RUNTIME_DIR``) are remembered but
 walked past: ``<runtime>`` is the answer only when nothing else is on the stack;
 ``<unknown>`` when no frame qualifies at all (for example an executor thread that
 runs only standard-library code).
@@ -48,13 +49,24 @@ def _prefixes() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(sorted(skip)), tuple(sorted(own))
 
 
+def _runtime_dirs() -> frozenset[str]:
+    dirs = {"/var/runtime"}
+    configured = os.environ.get("LAMBDA_RUNTIME_DIR")
+    if configured:
+        dirs.add(os.path.abspath(configured))
+        dirs.add(os.path.realpath(configured))
+    return frozenset(dirs)
+
+
 _STDLIB, _OWN = _prefixes()
+_RUNTIME_DIRS = _runtime_dirs()
 
 
 def refresh() -> None:
     """Recompute the skipped locations (after wrapt is imported) and the cache."""
-    global _STDLIB, _OWN
+    global _STDLIB, _OWN, _RUNTIME_DIRS
     _STDLIB, _OWN = _prefixes()
+    _RUNTIME_DIRS = _runtime_dirs()
     _cache.clear()
 
 
@@ -62,8 +74,10 @@ def _classify(code: CodeType, frame: FrameType) -> str:
     filename = code.co_filename
     if filename.startswith(_OWN):
         return _SKIP
-    if filename.startswith("/var/runtime/bootstrap") or "/awslambdaric/" in filename:
-        # By file as well as by name: ``python -m awslambdaric`` runs as __main__.
+    if "/awslambdaric/" in filename or os.path.dirname(filename) in _RUNTIME_DIRS:
+        # By file as well as by name: the bootstrap script and ``python -m
+        # awslambdaric`` run as __main__. Packages under the runtime directory
+        # (the bundled boto3) are not the runtime.
         return RUNTIME
     if filename.startswith("<frozen "):
         return _SKIP

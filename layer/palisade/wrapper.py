@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
@@ -52,31 +53,37 @@ def _end(
     active.finish(invocation, outcome, error_type)
 
 
-def run(handler: Callable[..., Any], event: Any, args: Any, kwargs: Any) -> Any:
-    """Call ``handler(event, *args, **kwargs)`` as one observed invocation."""
-    active = guard.current()
-    opened = None
-    if active is not None:
-        try:
-            opened = _begin(active, event, args, kwargs)
-        except Exception:
-            hook.internal_error("invocation-start")
+def _opened(active: guard.Guard | None, event: Any, args: Any, kwargs: Any) -> Any:
+    if active is None:
+        return None
     try:
-        result = handler(event, *args, **kwargs)
-    except BaseException as exc:
-        if opened is not None and active is not None:
-            outcome = "blocked" if isinstance(exc, BlockedError) else "error"
-            try:
-                _end(active, opened, outcome, type(exc).__name__)
-            except Exception:
-                hook.internal_error("invocation-end")
-        raise
-    if opened is not None and active is not None:
-        try:
-            _end(active, opened, "success", None)
-        except Exception:
-            hook.internal_error("invocation-end")
-    return result
+        return _begin(active, event, args, kwargs)
+    except Exception:
+        hook.internal_error("invocation-start")
+        return None
+
+
+def _closed(
+    active: guard.Guard | None, opened: Any, outcome: str, error_type: str | None
+) -> None:
+    if opened is None or active is None:
+        return
+    try:
+        _end(active, opened, outcome, error_type)
+    except Exception:
+        hook.internal_error("invocation-end")
+
+
+def _strip_own_frame(exc: BaseException) -> None:
+    """Drop the wrapper's own entry from a user exception's traceback.
+
+    From Python 3.11 a bare ``raise`` keeps the traceback as set here, so the
+    exception reaches the runtime with exactly the frames it had without
+    Palisade; on 3.10 the wrapper's frame stays.
+    """
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame is sys._getframe(1):
+        exc.__traceback__ = tb.tb_next
 
 
 @overload
@@ -103,7 +110,19 @@ def protect(handler: Any = None, /, **overrides: Any) -> Any:
 
     @functools.wraps(handler)
     def palisade_handler(event: Any = None, *args: Any, **kwargs: Any) -> Any:
-        return run(handler, event, args, kwargs)
+        active = guard.current()
+        opened = _opened(active, event, args, kwargs)
+        try:
+            result = handler(event, *args, **kwargs)
+        except BaseException as exc:
+            blocked = isinstance(exc, BlockedError)
+            _closed(
+                active, opened, "blocked" if blocked else "error", type(exc).__name__
+            )
+            _strip_own_frame(exc)
+            raise
+        _closed(active, opened, "success", None)
+        return result
 
     palisade_handler.__wrapped__ = handler
     palisade_handler.__palisade__ = True  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ except Boom as exc:
     out["message"] = str(exc)
     frames = [f.name for f in traceback.extract_tb(exc.__traceback__)]
     out["innermost"] = frames[-1]
+    out["frames"] = frames
 class Callable:
     def __call__(self, event, context):
         return "called"
@@ -69,6 +71,9 @@ def test_protect_passes_everything_through(tmp_path: Path) -> None:
     }
     assert out["same"] is True and out["message"] == "exact message"
     assert out["innermost"] == "failing"
+    # The wrapper removes its own frame (3.11+; on 3.10 one wrapper frame stays).
+    own = 0 if sys.version_info >= (3, 11) else 1
+    assert out["frames"] == ["<module>"] + ["palisade_handler"] * own + ["failing"]
     assert out["callable"] == "called"
     outcomes = [r["outcome"] for r in run.invocations]
     assert outcomes.count("error") == 1 and "blocked" not in outcomes
