@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from palisade_extension import batch as batches
+from palisade_extension import schemas
 from palisade_extension import settings as settings_module
 from palisade_extension.collector import Collector
 from palisade_extension.drops import Drops
@@ -138,6 +139,10 @@ class Extension:
 
     def start(self, api: LambdaApi, info: dict[str, Any]) -> None:
         """Subscribe to telemetry and start the shipper and the outside view."""
+        # Load the record schema now, off the layer's synchronous path.
+        threading.Thread(
+            target=_warm_schemas, name="palisade-warm", daemon=True
+        ).start()
         env = os.environ
         self.source = {
             "function": str(
@@ -324,6 +329,13 @@ class Extension:
         if key not in self._logged:
             self._logged.add(key)
             log.error(message, *args)
+
+
+def _warm_schemas() -> None:
+    try:
+        schemas.validator("record")
+    except Exception as exc:  # reported again, with context, on the first record
+        log.debug("cannot load the record schema yet: %r", exc)
 
 
 def configure_logging(level: str) -> None:

@@ -22,8 +22,6 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from palisade_extension import schemas
 from palisade_extension.errors import PolicySourceError
 
@@ -48,6 +46,8 @@ def parse(text: str, where: str) -> dict[str, Any]:
     try:
         document = json.loads(text)
     except ValueError:
+        import yaml
+
         try:
             document = yaml.safe_load(text)
         except yaml.YAMLError as exc:

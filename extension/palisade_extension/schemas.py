@@ -10,10 +10,11 @@ import functools
 import importlib.util
 import json
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
 
 _NAMES = ("record", "batch", "policy")
 
@@ -43,6 +44,9 @@ def schema_dir() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _registry() -> tuple[Registry, dict[str, dict[str, Any]]]:
+    # Imported here: jsonschema costs ~60 ms, kept off the path to registering.
+    from referencing import Registry, Resource
+
     base = schema_dir()
     documents: dict[str, dict[str, Any]] = {}
     registry: Registry = Registry()
@@ -60,6 +64,8 @@ def _registry() -> tuple[Registry, dict[str, dict[str, Any]]]:
 @functools.lru_cache(maxsize=4)
 def validator(name: str) -> Draft202012Validator:
     """A validator of the named schema (``record``, ``batch`` or ``policy``)."""
+    from jsonschema import Draft202012Validator
+
     registry, documents = _registry()
     return Draft202012Validator(documents[name], registry=registry)
 
