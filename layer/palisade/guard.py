@@ -9,6 +9,7 @@ delivers it: to the extension's socket, else to ``PALISADE_OUTPUT``.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -234,6 +235,7 @@ def install(**overrides: Any) -> Guard:
             )
             if not _hook_added:
                 sys.addaudithook(hook.audit_hook)
+                atexit.register(_at_exit)
                 _hook_added = True
         _guard = guard
         logger.info(
@@ -243,6 +245,23 @@ def install(**overrides: Any) -> Guard:
             applied,
         )
         return guard
+
+
+def _at_exit() -> None:
+    """Deliver the INIT record of a process that never ran an invocation.
+
+    Limitation: events recorded after the last invocation ended (by threads
+    still running) wait for an invocation that never comes and are not delivered.
+    """
+    active = _guard
+    if active is None:
+        return
+    try:
+        active.close_init()
+    except Exception:
+        logger.warning(
+            "palisade could not deliver the INIT record at exit", exc_info=True
+        )
 
 
 def _reset_for_tests() -> None:

@@ -3,9 +3,10 @@
 ``protect(handler)`` (also usable as ``@protect`` or ``@protect(mode="block")``)
 installs Palisade if needed, then runs each call inside an invocation context.
 The handler's result is returned as is and its exceptions propagate unchanged
-(same object, type, message and traceback frames; the wrapper adds its own frame
-like any decorator). Any event value is accepted (object, list, null, number)
-and extra positional or keyword arguments are passed through.
+(same object, type, message and traceback: from Python 3.11 the wrapper removes
+its own frame; on 3.10 that one frame stays). Any event value is accepted
+(object, list, null, number) and extra positional or keyword arguments are
+passed through.
 """
 
 from __future__ import annotations

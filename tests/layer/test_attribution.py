@@ -56,3 +56,14 @@ def test_attribution_off(tmp_path: Path) -> None:
         PALISADE_ATTRIBUTION="off",
     )
     assert [e["module"] for e in run.events("file", "list")] == ["<unknown>"]
+
+
+def test_runtime_directory_scripts(tmp_path: Path) -> None:
+    """A script directly in LAMBDA_RUNTIME_DIR (the bootstrap, run as __main__) is
+    the runtime: its own operations are <runtime>, the handler's are __main__-free."""
+    from layer_harness import run_script
+
+    script = "import os, palisade\npalisade.install()\nos.listdir('/etc')\n"
+    run = run_script(tmp_path, script, LAMBDA_RUNTIME_DIR=str(tmp_path))
+    [event] = [e for e in run.records[0]["events"] if e["op"] == "list"]
+    assert event["module"] == "<runtime>"
