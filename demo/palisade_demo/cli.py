@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
     from .progress import Progress
-    from .scenario import Scenario, Sizes
+    from .scenario import DemoError, Scenario, Sizes
 
     progress = Progress()
     if network is None:
@@ -95,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         report = scenario.run()
+    except DemoError as exc:
+        progress.done()
+        print(f"palisade demo: {exc}", file=sys.stderr)
+        return 2
     finally:
         progress.done()
     report.phase_seconds["total"] = time.monotonic() - started

@@ -57,6 +57,10 @@ logger = logging.getLogger(__name__)
 WORK_ROOT = Path("/tmp/palisade-demo")
 
 
+class DemoError(RuntimeError):
+    """The demo cannot go on (a component failed); the message says where to look."""
+
+
 @dataclass
 class Sizes:
     """How many benign events each phase sends per function."""
@@ -102,6 +106,18 @@ class Ran:
     request_ids: list[str] = field(default_factory=list)
     results: list[Any] = field(default_factory=list)
     cold_init: bool = False
+    # requestId -> the platform's runtimeDone duration (until the response).
+    response_ms: dict[str, float] = field(default_factory=dict)
+
+    def warm_response_ms(self) -> list[float]:
+        """Response times of the warm, successful invocations."""
+        return [
+            self.response_ms[r.request_id]
+            for r in self.results
+            if _ok(r)
+            and not getattr(r, "cold_start", False)
+            and r.request_id in self.response_ms
+        ]
 
 
 class Scenario:
@@ -238,6 +254,7 @@ class Scenario:
         with self._sandbox(fn, protected=False) as box:
             plain = self._run_steps(fn, box, replay, "unprotected")
         figures.latency_unprotected_ms = _warm_durations(plain.results)
+        figures.response_unprotected_ms = plain.warm_response_ms()
         self._timed("unprotected", started)
 
         for mode in ("alert", "block"):
@@ -270,6 +287,13 @@ class Scenario:
                 ran = self._run_steps(fn, box, more, "learning")
             self._await_stored(fn, ran)
         info = self.analyzer.version(fn.name)
+        if info is None:
+            raise DemoError(
+                f"expected the analyzer to hold a profile of {fn.name} after "
+                f"{sizes.learn} protected invocations, found none; see "
+                f"{self.out / 'logs' / 'analyzer.log'} and "
+                f"{self.out / 'logs' / (fn.name + '.log')}"
+            )
         figures.learn_invocations = int(info.get("invocations", 0)) if info else 0
         figures.profile_state = str(info.get("state", "none")) if info else "none"
         figures.signatures = self.analyzer.signature_count(fn.name)
@@ -301,6 +325,7 @@ class Scenario:
             self._benign_figures(fn, figures, mode, ran)
             if mode == "alert":
                 figures.latency_protected_ms = _warm_durations(ran.results)
+                figures.response_protected_ms = ran.warm_response_ms()
             for attack in attacks:
                 if attack.trojan is None:
                     self._attack(fn, attack, mode, box)
@@ -497,6 +522,12 @@ class Scenario:
             ran.request_ids.append(result.request_id)
             ran.results.append(result)
         ran.ended = time.time()
+        for item in box.telemetry:
+            record = item.get("record")
+            if item.get("type") == "platform.runtimeDone" and isinstance(record, dict):
+                duration = (record.get("metrics") or {}).get("durationMs")
+                if isinstance(duration, (int, float)):
+                    ran.response_ms[str(record.get("requestId"))] = float(duration)
         return ran
 
     def _await_stored(self, fn: FunctionSpec, ran: Ran) -> None:

@@ -8,10 +8,12 @@ analyzer's store and the stand-in servers.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 
@@ -45,7 +47,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     data["_exit"] = done.returncode
     data["_stdout"] = done.stdout
-    assert (out / "report.html").read_text().count("<svg") >= 3
+    page = (out / "report.html").read_text()
+    charts = re.findall(r"<svg.*?</svg>", page, re.S)
+    assert len(charts) >= 4
+    for chart in charts:
+        ElementTree.fromstring(chart)  # well-formed SVG
     return data
 
 
@@ -110,6 +116,7 @@ def test_benign_replay_after_learning_is_quiet(report: dict[str, Any]) -> None:
         )
         assert fn["failed_benign"] == 0, fn["name"]
         assert fn["latency_unprotected_ms"] and fn["latency_protected_ms"], fn["name"]
+        assert fn["response_unprotected_ms"] and fn["response_protected_ms"], fn["name"]
 
 
 def test_exit_status_and_text_report_agree(report: dict[str, Any]) -> None:
