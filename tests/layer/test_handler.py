@@ -292,3 +292,22 @@ def test_fail_open_on_own_error(tmp_path: Path) -> None:
     assert (
         run.stderr.count("RuntimeError: engine bug") == 1 and "Traceback" in run.stderr
     )
+
+
+def test_reset_for_tests_allows_a_new_install(tmp_path: Path) -> None:
+    """The test-only reset makes the guard inert (events stop) and lets install
+    run again with other settings, without adding a second hook."""
+    script = (
+        "import os, palisade, palisade.guard\n"
+        "first = palisade.install(mode='alert')\n"
+        "palisade.guard._reset_for_tests()\n"
+        "os.listdir('/etc')  # inert: not recorded anywhere\n"
+        "second = palisade.install(mode='block')\n"
+        "print('OUT', first is not second, second.engine.mode)\n"
+        "try:\n    palisade.protect(lambda e, c: os.listdir('/root'))({}, None)\n"
+        "except PermissionError:\n    print('BLOCKED')\n"
+    )
+    run = run_script(tmp_path, script)
+    assert "OUT True block" in run.stdout and "BLOCKED" in run.stdout, run.describe()
+    assert [e["target"] for e in run.events("file", "list")] == ["/root"]
+    assert len(run.blocked_lines) == 1
