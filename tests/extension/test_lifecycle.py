@@ -201,3 +201,93 @@ def test_broken_extensions_api_reports_exit_error(fake_lambda, opt, short_dir, p
         fake_lambda.events.put(None)
     assert procs[0].wait(timeout=20) == 1
     assert fake_lambda.errors[0]["path"].endswith("/extension/exit/error")
+
+
+def test_full_spool_drops_oldest_and_reports_the_count(
+    fake_lambda, opt, short_dir, procs, analyzer
+):
+    """GIVEN the analyzer down and a spool that holds only a few batches WHEN many
+    invocations pass THEN, once the analyzer is back, every record is either
+    stored or counted as spool-full in a later batch's drops."""
+    analyzer.status = 503
+    env = base_env(
+        short_dir,
+        fake_lambda.address,
+        PALISADE_SINK="http",
+        PALISADE_ANALYZER_URL=analyzer.url,
+        PALISADE_ANALYZER_KEY="k1:s3cret",
+        PALISADE_SPOOL_MAX_BYTES="12000",
+        PALISADE_SHIP_WAIT_MS="200",
+    )
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(1)
+    layer = Layer(env["PALISADE_EXTENSION_SOCKET"], env["PALISADE_EXTENSION_KEY"])
+    ids = [f"req-{i}" for i in range(12)]
+    for n, request_id in enumerate(ids, start=2):
+        fake_lambda.invoke(request_id)
+        record = make_record(request_id, event_digest=["x" * 190] * 10)
+        assert layer.record(record)["type"] == "ack"
+        assert fake_lambda.wait_next(n)
+    analyzer.status = None
+    fake_lambda.shutdown()
+    assert procs[0].wait(timeout=10) == 0
+
+    stored = {r["request_id"] for r in analyzer.records()}
+    spool_full = sum(
+        b.get("drops", {}).get("spool-full", 0) for b in analyzer.batches.values()
+    )
+    assert spool_full > 0
+    assert len(stored & set(ids)) + spool_full == len(ids)
+    assert ids[-1] in stored
+
+
+def test_otlp_sink_follows_the_standard_environment(fake_lambda, opt, short_dir, procs):
+    """PALISADE_SINK=otlp exports each invocation as a span to the endpoint named
+    by OTEL_EXPORTER_OTLP_ENDPOINT."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            return
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append(json.loads(body))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        env = base_env(
+            short_dir,
+            fake_lambda.address,
+            PALISADE_SINK="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.server_address[1]}",
+        )
+        procs.append(spawn(opt, env))
+        assert fake_lambda.wait_next(1)
+        layer = Layer(env["PALISADE_EXTENSION_SOCKET"], env["PALISADE_EXTENSION_KEY"])
+        fake_lambda.invoke("req-otlp")
+        assert layer.record(make_record("req-otlp"))["type"] == "ack"
+        assert fake_lambda.wait_next(2)
+        fake_lambda.shutdown()
+        assert procs[0].wait(timeout=10) == 0
+    finally:
+        collector.shutdown()
+        collector.server_close()
+    spans = [
+        span
+        for doc in received
+        for rs in doc["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for span in ss["spans"]
+    ]
+    assert [s["name"] for s in spans] == ["invoke orders"]
+    attributes = {a["key"]: a["value"] for a in spans[0]["attributes"]}
+    assert attributes["palisade.request_id"] == {"stringValue": "req-otlp"}

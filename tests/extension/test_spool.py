@@ -160,3 +160,28 @@ def test_drop_counts_persist_across_restarts(short_dir):
     again = Drops(path)
     assert again.take() == {"auth": 2}
     assert Drops(path).peek() == {}
+
+
+def test_each_sink_has_its_own_spool(short_dir):
+    """GIVEN two sinks, one down WHEN a batch is submitted THEN the healthy one
+    gets it at once and the other gets the same batch id once it recovers."""
+
+    class Healthy(FlakySink):
+        key = "healthy"
+
+    drops = Drops()
+    spool = Spool(os.path.join(short_dir, "spool"), 1 << 20, drops)
+    down, healthy = FlakySink(), Healthy()
+    healthy.down = False
+    shipper = Shipper([down, healthy], spool, drops)
+    try:
+        batch = _batch(1)
+        assert shipper.wait(shipper.submit(batch), 5)
+        assert healthy.accepted == [batch["batch_id"]]
+        assert down.accepted == []
+        down.down = False
+        assert shipper.wait(shipper.kick(), 5)
+        assert down.accepted == [batch["batch_id"]]
+        assert healthy.accepted == [batch["batch_id"]]
+    finally:
+        shipper.stop()
