@@ -135,7 +135,8 @@ def _collect(plan: Plan, variants: list[str]) -> tuple[dict[str, Any], dict[str,
                 for v, d in data.items()
                 if v != "none"
             )
-            if i == target == plan.cold_processes and noisy and not plan.quick:
+            again = i == target == plan.cold_processes and noisy and not plan.quick
+            if again and plan.may_repeat(60):
                 target += plan.cold_processes
     return data, failures
 

@@ -47,7 +47,7 @@ from typing import Any
 from . import policylearn, sandboxes, stats
 from .children import HERE, clean_env, run_json
 from .errors import BenchError
-from .figures import Figure, judged, not_measured
+from .figures import NOISE_LIMIT, Figure, judged, not_measured
 from .settings import REPO, Plan
 
 log = logging.getLogger(__name__)
@@ -387,7 +387,94 @@ class Series:
     durations_ms: list[float] = field(default_factory=list)
     wall_ms: list[float] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
+    blocks: list[int] = field(default_factory=list)
     failure: str | None = None
+
+
+class _Rounds:
+    """Interleaved invocations of every (function, variant) sandbox, in blocks.
+
+    Each block is a contiguous run of rounds; the ratio of each variant's median
+    to the unprotected median is computed per block, so that the spread of those
+    ratios says how stable the comparison was over the run.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        variants: list[str],
+        boxes: dict[tuple[str, str], Any],
+        streams: dict[tuple[str, str], Callable[[Any], Any]],
+        series: dict[str, dict[str, Series]],
+    ) -> None:
+        self.plan = plan
+        self.variants = variants
+        self.boxes = boxes
+        self.streams = streams
+        self.series = series
+        self.previous: dict[tuple[str, str], Any] = {}
+        self.blocks = 0
+
+    def run(self, first: int, count: int, measured: bool) -> None:
+        """Invoke every sandbox ``count`` times, variants alternating."""
+        if measured:
+            self.blocks += 1
+        for i in range(first, first + count):
+            for name in self.plan.handlers:
+                order = [v for v in self.variants if (name, v) in self.boxes]
+                shift = i % len(order) if order else 0
+                for variant in order[shift:] + order[:shift]:
+                    self._one(name, variant, i, measured)
+
+    def _one(self, name: str, variant: str, i: int, measured: bool) -> None:
+        s = self.series[name][variant]
+        if s.failure:
+            return
+        key = (name, variant)
+        event = self.streams[key](self.previous.get(key))
+        began = time.perf_counter()
+        result = self.boxes[key].invoke(event)
+        wall = (time.perf_counter() - began) * 1000
+        self.previous[key] = result.payload
+        s.statuses[result.status] = s.statuses.get(result.status, 0) + 1
+        if result.status != "success":
+            if not measured or result.status in ("init_error", "crash"):
+                message = (result.error or {}).get("errorMessage", "")
+                s.failure = (
+                    f"invocation {i} ended {result.status}: {str(message)[:200]}"
+                )
+            return
+        if measured:
+            s.durations_ms.append(result.duration_ms)
+            s.wall_ms.append(wall)
+            s.blocks.append(self.blocks)
+
+    def noisy(self) -> bool:
+        """True when a variant's per-block ratio to unprotected spreads wide."""
+        for per in self.series.values():
+            base = per.get("unprotected")
+            if base is None or not base.durations_ms:
+                continue
+            for variant, s in per.items():
+                if variant == "unprotected" or not s.durations_ms:
+                    continue
+                ratios = block_ratios(s, base)
+                if len(ratios) >= 3 and stats.spread(ratios) > NOISE_LIMIT:
+                    return True
+        return False
+
+
+def block_ratios(s: Series, base: Series) -> list[float]:
+    """Median of ``s`` over median of ``base``, block by block."""
+    out = []
+    for block in sorted(set(s.blocks) & set(base.blocks)):
+        mine = [d for d, b in zip(s.durations_ms, s.blocks, strict=True) if b == block]
+        theirs = [
+            d for d, b in zip(base.durations_ms, base.blocks, strict=True) if b == block
+        ]
+        if mine and theirs:
+            out.append(stats.median(mine) / stats.median(theirs))
+    return out
 
 
 def _run(plan: Plan) -> dict[str, Any]:
@@ -425,7 +512,6 @@ def _run(plan: Plan) -> dict[str, Any]:
 
         boxes: dict[tuple[str, str], Any] = {}
         streams: dict[tuple[str, str], Callable[[Any], Any]] = {}
-        previous: dict[tuple[str, str], Any] = {}
         for name, spec in ((n, specs[n]) for n in plan.handlers):
             for variant in variants:
                 if series[name][variant].failure:
@@ -449,35 +535,19 @@ def _run(plan: Plan) -> dict[str, Any]:
                 streams[(name, variant)] = spec.events(variant, 0)
 
         warmup = plan.warmup_invocations
-        total = warmup + plan.invocations
-        for i in range(total):
-            for name in plan.handlers:
-                order = [v for v in variants if (name, v) in boxes]
-                if not order:
-                    continue
-                shift = i % len(order)
-                for variant in order[shift:] + order[:shift]:
-                    s = series[name][variant]
-                    if s.failure:
-                        continue
-                    key = (name, variant)
-                    event = streams[key](previous.get(key))
-                    began = time.perf_counter()
-                    result = boxes[key].invoke(event)
-                    wall = (time.perf_counter() - began) * 1000
-                    previous[key] = result.payload
-                    s.statuses[result.status] = s.statuses.get(result.status, 0) + 1
-                    if result.status not in ("success",):
-                        if i < warmup or result.status in ("init_error", "crash"):
-                            message = (result.error or {}).get("errorMessage", "")
-                            s.failure = (
-                                f"invocation {i} ended {result.status}: "
-                                f"{str(message)[:200]}"
-                            )
-                        continue
-                    if i >= warmup:
-                        s.durations_ms.append(result.duration_ms)
-                        s.wall_ms.append(wall)
+        rounds = _Rounds(plan, variants, boxes, streams, series)
+        rounds.run(0, warmup, measured=False)
+        began = time.monotonic()
+        block = max(1, plan.invocations // max(1, plan.invocation_rounds))
+        done = 0
+        while done < plan.invocations:
+            count = min(block, plan.invocations - done)
+            rounds.run(warmup + done, count, measured=True)
+            done += count
+        block_cost = (time.monotonic() - began) / max(1, rounds.blocks)
+        if not plan.quick and rounds.noisy() and plan.may_repeat(block_cost + 150):
+            log.info("invocation: ratios spread wide across blocks; one more block")
+            rounds.run(warmup + done, block, measured=True)
         for (name, variant), box in boxes.items():
             if variant == "palisade":
                 for pid in box.extension_pids.values():
@@ -591,6 +661,8 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
                 continue
             latencies[name][variant] = s.durations_ms
             summ = stats.summary(s.durations_ms)
+            ratios = block_ratios(s, base_series) if variant != "unprotected" else []
+            noise = stats.spread(ratios) if len(ratios) >= 2 else None
             extra = ""
             others = {k: v for k, v in s.statuses.items() if k != "success"}
             if others:
@@ -605,12 +677,14 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
                     median=summ["median"],
                     p99=summ["p99"],
                     n=summ["n"],
-                    spread=summ["spread"],
+                    spread=noise,
                     ratio=stats.ratio(summ["median"], base["median"]) if base else None,
                     baseline=base["median"] if base else None,
                     context=(
-                        f"p99 ratio {summ['p99'] / base['p99']:.3f}x" if base else ""
+                        f"p99 ratio {summ['p99'] / base['p99']:.3f}x; " if base else ""
                     )
+                    + f"IQR/median of the latencies {summ['spread'] * 100:.0f} %; "
+                    + f"spread = of the p50 ratio across {len(ratios)} blocks"
                     + extra,
                     extra={"statuses": s.statuses},
                 )

@@ -76,3 +76,14 @@ def describe(repo: Path) -> dict[str, Any]:
 def load_average() -> list[float] | None:
     """The 1, 5 and 15 minute load averages, to judge how busy the machine was."""
     return _load()
+
+
+def package(name: str) -> dict[str, str | None]:
+    """Name and installed version of a distribution (None when absent)."""
+    import importlib.metadata
+
+    try:
+        version: str | None = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {"name": name, "version": version}

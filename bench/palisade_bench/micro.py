@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,7 @@ def measure(plan: Plan) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="palisade-bench-micro-") as tmp:
         workdir = Path(tmp)
         target_rounds = plan.micro_processes
+        began = time.monotonic()
         while rounds < target_rounds:
             got = _round(variants, rounds, spec, workdir)
             rounds += 1
@@ -158,9 +160,18 @@ def measure(plan: Plan) -> dict[str, Any]:
                     medians[variant][op].append(stats.median(values))
                     samples[variant][op].extend(values)
             more = rounds == target_rounds < plan.micro_max_processes
-            if more and not plan.quick and _noisy(medians):
+            round_cost = (time.monotonic() - began) / rounds
+            if (
+                more
+                and not plan.quick
+                and _noisy(medians)
+                and plan.may_repeat(3 * round_cost + 300)
+            ):
                 log.info("micro: spread above %.0f%%, more rounds", NOISE_LIMIT * 100)
-                target_rounds += max(1, plan.micro_processes // 2)
+                target_rounds = min(
+                    plan.micro_max_processes,
+                    target_rounds + max(1, plan.micro_processes // 2),
+                )
 
     figures = _figures(variants, medians, samples, failures, rounds, plan)
     return {

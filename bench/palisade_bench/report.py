@@ -217,6 +217,7 @@ def render(
             f"(commit `{(previous.get('machine') or {}).get('git_commit', '?')}`).",
         ]
     lines.append("")
+    lines += _not_measured_summary(results)
 
     for name, section in results["sections"].items():
         lines += [f"## {section['title']}", ""]
@@ -231,8 +232,42 @@ def render(
         lines += _missing_lines(section["figures"])
         lines += ["", f"Section took {section.get('elapsed_s')} s.", ""]
 
+    lines += _peer_lines(results)
     lines += [METHOD, ""]
     return "\n".join(lines)
+
+
+def _peer_lines(results: dict[str, Any]) -> list[str]:
+    """How the peer was configured, from the one module that configures it."""
+    from . import zen_setup
+
+    peer = results.get("peer") or {}
+    version = peer.get("version") or "not installed"
+    doc = (zen_setup.__doc__ or "").strip().splitlines()
+    body = [line for line in doc[1:]]
+    return [
+        "## The peer: Aikido Zen",
+        "",
+        f"Package `aikido-zen` {version}, in the same interpreter as the function. "
+        "Its configuration, as `bench/palisade_bench/zen_setup.py` applies it:",
+        *body,
+        "",
+    ]
+
+
+def _not_measured_summary(results: dict[str, Any]) -> list[str]:
+    """Every figure that could not be taken, grouped by reason, for the top."""
+    by_reason: dict[str, list[str]] = {}
+    for section in results["sections"].values():
+        for f in section["figures"]:
+            if f["status"] != "measured":
+                by_reason.setdefault(f["reason"], []).append(f["name"])
+    if not by_reason:
+        return []
+    lines = ["## Not measured", ""]
+    for reason, names in by_reason.items():
+        lines.append(f"- {len(names)} figure(s), e.g. *{names[0]}*: {reason}")
+    return [*lines, ""]
 
 
 def write(results: dict[str, Any], plan: Plan, previous: dict[str, Any] | None) -> Path:

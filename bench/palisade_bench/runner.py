@@ -42,10 +42,12 @@ def run(plan: Plan) -> dict[str, Any]:
         The results document (also written under ``plan.results_dir``).
     """
     started = time.monotonic()
+    plan.started_at = started
     results: dict[str, Any] = {
         "schema": "palisade.bench/1",
         "quick": plan.quick,
         "machine": machine.describe(REPO),
+        "peer": machine.package("aikido-zen") if plan.peer_available else None,
         "sections": {},
     }
     for name in plan.sections:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,8 +14,8 @@ SECTIONS = ("micro", "invocation", "coldstart", "memory", "layer", "analyzer")
 
 def _full_iterations() -> dict[str, int]:
     return {
-        "id": 200_000,
-        "audit": 200_000,
+        "id": 100_000,
+        "audit": 100_000,
         "open_read": 2_000,
         "connect": 400,
         "connect_by_name": 400,
@@ -40,11 +41,11 @@ class Plan:
     quick: bool = False
     out: Path | None = None
     sections: tuple[str, ...] = SECTIONS
-    micro_processes: int = 7
-    micro_max_processes: int = 11
-    micro_repetitions: int = 5
+    micro_processes: int = 5
+    micro_max_processes: int = 8
+    micro_repetitions: int = 4
     micro_iterations: dict[str, int] = field(default_factory=_full_iterations)
-    invocations: int = 200
+    invocations: int = 150
     invocation_rounds: int = 3
     wrapper_calls: int = 20_000
     cold_processes: int = 15
@@ -56,6 +57,10 @@ class Plan:
     learn_invocations: int = 30
     warmup_invocations: int = 5
     handlers: tuple[str, ...] = ("file_processor", "orders_api", "partner_notifier")
+    # The whole run should stay under ten minutes: repeats of noisy figures are
+    # skipped once the run has used this much.
+    budget_s: float = 480.0
+    started_at: float = field(default_factory=time.monotonic)
     peer_available: bool = field(
         default_factory=lambda: importlib.util.find_spec("aikido_zen") is not None
     )
@@ -103,6 +108,10 @@ class Plan:
         plan.analyzer_dynamodb_events = 60
         plan.detection_samples = 2
         return plan
+
+    def may_repeat(self, cost_s: float) -> bool:
+        """Whether a repeat costing about ``cost_s`` seconds still fits the budget."""
+        return time.monotonic() - self.started_at + cost_s < self.budget_s
 
     @property
     def results_dir(self) -> Path:
