@@ -4,7 +4,8 @@ One String parameter per function, ``<prefix>/<function>``, holding the policy's
 canonical JSON. Parameter Store versions every write, so publishing again creates
 a new version and the old ones stay readable (``name:3``) for a rollback. The
 extension reads the parameter during INIT when the function has
-``PALISADE_POLICY=ssm:<prefix>/<function>`` and re-reads it every
+``PALISADE_POLICY=extension`` and ``PALISADE_EXTENSION_POLICY=ssm:<prefix>/<function>``
+(the layer then asks the extension for it) and re-reads it every
 ``PALISADE_POLICY_REFRESH_S`` seconds.
 
 Shortcomings: the parameter is a plain String (a policy is not a secret, and a
@@ -162,5 +163,8 @@ def main(argv: Sequence[str]) -> int:
         f"published {done.name} version {done.version} "
         f"(policy {done.policy_id}, {done.size} bytes, {done.tier} tier)"
     )
-    print(f"set PALISADE_POLICY=ssm:{done.name} on {args.function}")
+    print(
+        f"{args.function} reads it with PALISADE_POLICY=extension and "
+        f"PALISADE_EXTENSION_POLICY=ssm:{done.name}"
+    )
     return 0

@@ -16,7 +16,7 @@ limit), or one whose Python version or architecture differs from the layer's
 
 The policy parameter is ``<policy_prefix>/<name>``, where name is the function's
 ``function_name`` when it is set in code, else ``Names.unique_resource_name`` of
-the function (shown by ``cdk synth`` as PALISADE_POLICY); publish it with
+the function (shown by ``cdk synth`` as PALISADE_EXTENSION_POLICY); publish it with
 ``palisade policy publish NAME --file POLICY``.
 
 Shortcoming: an ``AWS_LAMBDA_EXEC_WRAPPER`` the function already sets (another
@@ -173,7 +173,9 @@ class PalisadeProtection:
         if self.policy_prefix:
             name = _policy_name(function, stack)
             parameter = f"{self.policy_prefix}/{name}"
-            env["PALISADE_POLICY"] = f"ssm:{parameter}"
+            # The layer asks the extension, which reads the policy from SSM.
+            env["PALISADE_POLICY"] = "extension"
+            env["PALISADE_EXTENSION_POLICY"] = f"ssm:{parameter}"
             function.add_to_role_policy(
                 iam.PolicyStatement(
                     actions=["ssm:GetParameter"],

@@ -141,7 +141,8 @@ def test_sample_function_is_protected(template: dict[str, Any]) -> None:
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/palisade-exec-wrapper"
     assert env["PALISADE_MODE"] == {"Ref": "Mode"}
     assert env["PALISADE_SINK"] == "kinesis"
-    assert env["PALISADE_POLICY"] == {"Fn::Sub": "ssm:${SamplePolicy}"}
+    assert env["PALISADE_POLICY"] == "extension"
+    assert env["PALISADE_EXTENSION_POLICY"] == {"Fn::Sub": "ssm:${SamplePolicy}"}
 
 
 def test_stream_consumers_report_partial_failures(template: dict[str, Any]) -> None:

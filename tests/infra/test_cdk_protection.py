@@ -35,7 +35,8 @@ def test_python_functions_get_layer_wrapper_and_settings(synth: Synth) -> None:
         assert env["PALISADE_MODE"] == "alert"
         assert env["PALISADE_SINK"] == "kinesis"
         assert "PALISADE_STREAM_NAME" in env
-        assert env["PALISADE_POLICY"].startswith("ssm:/palisade/policies/")
+        assert env["PALISADE_POLICY"] == "extension"
+        assert env["PALISADE_EXTENSION_POLICY"].startswith("ssm:/palisade/policies/")
         layers = _layer_refs(props)
         assert len(layers) == 1 and "PalisadeLayer" in str(layers[0])
 
@@ -111,7 +112,7 @@ def test_explicit_function_name_names_the_policy(synth: Synth) -> None:
     """A function with a name in code reads ssm:/palisade/policies/<that name>."""
     props = _named(synth.example_template, "Named")
     env = props["Environment"]["Variables"]
-    assert env["PALISADE_POLICY"] == "ssm:/palisade/policies/orders-api"
+    assert env["PALISADE_EXTENSION_POLICY"] == "ssm:/palisade/policies/orders-api"
     assert env["PALISADE_MODE"] == "block"
 
 
