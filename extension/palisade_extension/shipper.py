@@ -105,10 +105,8 @@ class Shipper:
     def _round(self) -> None:
         for sink in self.sinks:
             for path in self._spool.pending(sink.key):
-                batch = self._spool.load(path)
+                batch = self._spool.checkout(path)
                 if batch is None:
-                    self._spool.remove(path)
-                    self._drops.add("spool-corrupt")
                     continue
                 try:
                     sink.send(batch)
@@ -120,9 +118,11 @@ class Shipper:
                             "sink %s rejected a batch for good: %s", sink.key, exc
                         )
                         continue
+                    self._spool.release(path)
                     self._log_once(sink.key, str(exc))
                     break
                 except Exception as exc:
+                    self._spool.release(path)
                     self._log_once(sink.key, f"internal error: {exc!r}")
                     break
                 self._spool.remove(path)

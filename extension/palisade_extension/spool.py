@@ -45,6 +45,7 @@ class Spool:
         self._lock = threading.RLock()
         self._counter = itertools.count()
         self._sizes: dict[str, int] = {}
+        self._busy: set[str] = set()  # being sent right now: never dropped
         os.makedirs(root, mode=0o700, exist_ok=True)
         for directory, _, files in os.walk(root):
             for name in files:
@@ -86,6 +87,7 @@ class Spool:
                 (os.path.basename(p), p)
                 for p in self._sizes
                 if os.path.basename(os.path.dirname(p)) != RECORDS
+                and p not in self._busy
             )
             if not batches:
                 return False
@@ -174,6 +176,27 @@ class Spool:
                 if p.startswith(prefix) and os.sep not in p[len(prefix) :]
             )
 
+    def checkout(self, path: str) -> dict[str, Any] | None:
+        """Load a batch for sending and keep it from being dropped meanwhile.
+
+        Returns None when it is gone (dropped for room) or unreadable; call
+        ``release`` (or ``remove``) afterwards.
+        """
+        with self._lock:
+            if path not in self._sizes:
+                return None
+            self._busy.add(path)
+        batch = self.load(path)
+        if batch is None:
+            self.remove(path)
+            self._drops.add("spool-corrupt")
+        return batch
+
+    def release(self, path: str) -> None:
+        """The send is over and the batch stays spooled."""
+        with self._lock:
+            self._busy.discard(path)
+
     def load(self, path: str) -> dict[str, Any] | None:
         """Read a spooled file; None when it is gone or unreadable."""
         try:
@@ -187,6 +210,7 @@ class Spool:
         """Forget a file (delivered, batched or dropped)."""
         with self._lock:
             self._sizes.pop(path, None)
+            self._busy.discard(path)
             _unlink(path)
 
 

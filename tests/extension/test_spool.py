@@ -185,3 +185,18 @@ def test_each_sink_has_its_own_spool(short_dir):
         assert healthy.accepted == [batch["batch_id"]]
     finally:
         shipper.stop()
+
+
+def test_batch_being_sent_is_not_dropped_for_room(short_dir):
+    """A batch checked out for sending survives a full spool; the next oldest goes."""
+    drops = Drops()
+    first = _batch(2)
+    size = len(batches_json(first))
+    spool = Spool(os.path.join(short_dir, "spool"), int(size * 2.5), drops)
+    sending = spool.put("http", first)
+    second = spool.put("http", _batch(2))
+    assert spool.checkout(sending)["batch_id"] == first["batch_id"]
+    spool.put("http", _batch(2))
+    assert os.path.exists(sending) and not os.path.exists(second)
+    assert drops.peek() == {"spool-full": 2}
+    spool.remove(sending)
