@@ -134,3 +134,29 @@ def test_events_are_recorded_and_shipped(
     ), events
     blocked = [e for e in events if e["kind"] == "process"]
     assert blocked and blocked[0]["verdict"] == "blocked", blocked
+
+
+def _imported_top_levels(package: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def test_every_extension_import_is_in_the_layer_or_the_runtime(opt: Path) -> None:
+    """What palisade_extension imports is shipped, or provided by Lambda's runtime."""
+    wanted = _imported_top_levels(REPO / "extension" / "palisade_extension")
+    wanted -= set(sys.stdlib_module_names) | {"palisade_extension", "__future__"}
+    runtime = {"boto3", "botocore"}
+    shipped = {
+        p.name.removesuffix(".py")
+        for folder in (opt / "palisade", opt / "python")
+        for p in folder.iterdir()
+    }
+    assert wanted - runtime - shipped == set()
