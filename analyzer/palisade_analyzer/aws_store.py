@@ -38,7 +38,6 @@ both send its new alerts; ``alerts`` without a function scans the alerts table.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import time
@@ -55,6 +54,7 @@ from .model import (
     SigStats,
     TrailEvent,
     VersionInfo,
+    utc,
 )
 from .store import ApplyResult
 
@@ -360,15 +360,17 @@ class AWSStore:
                 **inv.to_json(),
                 "event_digest": inv.event_digest,
             }
-            by_function.setdefault(inv.function, [header]).append(json.dumps(doc))
-        for event in delta.events:
-            line = json.dumps({"type": "event", **event.to_json()}, default=str)
-            by_function.setdefault(event.function, [header]).append(line)
+            lines = by_function.setdefault(inv.function, [header])
+            lines.append(json.dumps(doc))
+            for event in inv.trail_events():
+                lines.append(
+                    json.dumps({"type": "event", **event.to_json()}, default=str)
+                )
         for function, lines in by_function.items():
             starts = [i.started_at for i in delta.invocations if i.function == function]
-            day = dt.datetime.fromtimestamp(
-                min(starts) if starts else delta.received_at, dt.timezone.utc
-            ).strftime("%Y-%m-%d")
+            day = utc(min(starts) if starts else delta.received_at, "%Y-%m-%d")
+            if not day[:4].isdigit() or len(day) != 10:
+                day = utc(delta.received_at, "%Y-%m-%d")
             name = urllib.parse.quote(delta.batch_id, safe="")
             self.s3.put_object(
                 Bucket=self.bucket,
@@ -444,6 +446,17 @@ class AWSStore:
                         ":i": _n(sd.invocations),
                         ":p": {"SS": sorted(sd.packages)},
                     },
+                    names={"#c": "count"},
+                )
+            )
+        for name, n in sorted(delta.stats.items()):
+            ops.append(
+                self._update(
+                    table,
+                    "stats",
+                    name,
+                    "ADD #c :n",
+                    {":n": _n(n)},
                     names={"#c": "count"},
                 )
             )
@@ -595,6 +608,8 @@ class AWSStore:
                 return ApplyResult(stored=False)
             raise
         self._committed[(delta.function, delta.batch_id)] = True
+        if new_alerts:
+            self.count("alerts.new", len(new_alerts))
         return ApplyResult(stored=True, new_alerts=new_alerts)
 
     def _claim_new_alerts(self, delta: BatchDelta) -> list[Alert]:
@@ -727,9 +742,7 @@ class AWSStore:
         prefix = f"trail/function={function}/"
         floor = None
         if since is not None:
-            floor = (
-                dt.datetime.fromtimestamp(since, dt.timezone.utc) - dt.timedelta(days=1)
-            ).strftime("%Y-%m-%d")
+            floor = utc(since - 86400, "%Y-%m-%d")
         token: dict[str, Any] = {}
         while True:
             page = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=prefix, **token)

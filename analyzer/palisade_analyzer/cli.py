@@ -11,7 +11,6 @@ line on stderr). Every command works on ``--db PATH`` (default
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import signal
@@ -22,6 +21,7 @@ from typing import Any, NoReturn
 
 from palisade.errors import ConfigError
 
+from .model import utc
 from .ocsf import alert_to_ocsf
 from .schemas import first_error, validator
 from .settings import Settings, load_settings
@@ -110,7 +110,7 @@ def _run(prog: str, func: Any, argv: Sequence[str]) -> int:
 def _iso(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc(ts)
 
 
 def _since(text: str | None) -> float | None:

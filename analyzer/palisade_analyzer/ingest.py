@@ -39,11 +39,15 @@ from .model import (
     BatchDelta,
     Invocation,
     SigDelta,
-    TrailEvent,
     VersionDelta,
 )
 from .profile import becomes_stable, bucket_of, rates_of
-from .schemas import envelope_validator, first_error, record_validator
+from .schemas import (
+    envelope_validator,
+    first_error,
+    record_is_valid,
+    record_validator,
+)
 from .settings import Settings
 from .signatures import Behaviour, behaviour_of
 from .signing import (
@@ -93,6 +97,17 @@ class _Rejected(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -220,8 +235,8 @@ class Ingestor:
     def _ingest(self, body: bytes, headers: Mapping[str, str]) -> IngestResult:
         key = self._authenticate(body, headers)
         try:
-            doc = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            doc = json.loads(body, parse_constant=_refuse_constant, parse_float=_finite)
+        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
             raise _Rejected(
                 400, "malformed_json", f"batch body is not JSON: {exc}"
             ) from None
@@ -247,20 +262,21 @@ class Ingestor:
         records, rejected = self._valid_records(doc, key)
         with self._lock:
             delta = self.prepare(doc, records, self.clock())
+            delta.stats = {
+                "batches.stored": 1,
+                "records.stored": len(records),
+                "events.stored": delta.event_count,
+            }
+            if rejected:
+                delta.stats["records.rejected"] = rejected
             result = self.store.apply(delta)
         if not result.stored:
             return self._duplicate(doc)
-        self._count("batches.stored")
-        self._count("records.stored", len(records))
-        if rejected:
-            self._count("records.rejected", rejected)
-        if result.new_alerts:
-            self._count("alerts.new", len(result.new_alerts))
-            if self.on_alert is not None:
-                try:
-                    self.on_alert(result.new_alerts)
-                except Exception:
-                    log.exception("an alert sink failed; alerts are stored")
+        if result.new_alerts and self.on_alert is not None:
+            try:
+                self.on_alert(result.new_alerts)
+            except Exception:
+                log.exception("an alert sink failed; alerts are stored")
         return IngestResult(
             202,
             "stored",
@@ -288,7 +304,7 @@ class Ingestor:
         rejected = 0
         checker = record_validator()
         for i, record in enumerate(doc["records"]):
-            problem = first_error(checker, record)
+            problem = None if record_is_valid(record) else first_error(checker, record)
             code = None
             if problem is not None:
                 code = "schema_violation"
@@ -324,18 +340,14 @@ class Ingestor:
                 bool(detail.get("shell")),
             )
         elif kind == "network":
-            extra = (
-                detail.get("resolved_from"),
-                detail.get("port"),
-                detail.get("protocol"),
-                detail.get("ip"),
+            get = detail.get
+            # repr(): detail values are arbitrary JSON, not always hashable.
+            extra = tuple(
+                repr(get(k)) for k in ("resolved_from", "port", "protocol", "ip")
             )
         elif kind == "aws":
-            extra = (
-                detail.get("service"),
-                detail.get("operation"),
-                detail.get("resource"),
-            )
+            get = detail.get
+            extra = tuple(repr(get(k)) for k in ("service", "operation", "resource"))
         cache_key = (kind, event["op"], event["target"], extra)
         found = self._behaviours.get(cache_key)
         if found is None:
@@ -399,44 +411,29 @@ class Ingestor:
         vd.first_seen = min(vd.first_seen, started)
         vd.last_seen = max(vd.last_seen, started)
         seen: set[str] = set()
-        batch_id = delta.batch_id
+        signatures: list[str] = []
+        sigs = delta.sigs
         for event, behaviour in pairs:
             sig = behaviour.signature
+            signatures.append(sig)
             ts = float(event["ts"])
-            vd.last_seen = max(vd.last_seen, ts)
+            if ts > vd.last_seen:
+                vd.last_seen = ts
             key = (function, version, sig)
-            sd = delta.sigs.get(key)
+            sd = sigs.get(key)
             if sd is None:
                 sd = SigDelta(behaviour.kind, behaviour.sensitivity)
-                delta.sigs[key] = sd
+                sigs[key] = sd
             sd.add(ts, event["module"])
             if sig not in seen:
                 sd.invocations += 1
                 seen.add(sig)
-            delta.events.append(
-                TrailEvent(
-                    function,
-                    version,
-                    request_id,
-                    batch_id,
-                    int(event["seq"]),
-                    ts,
-                    event["kind"],
-                    event["op"],
-                    event["target"],
-                    event["module"],
-                    event["verdict"],
-                    event["rule"],
-                    sig,
-                    event["detail"],
-                )
-            )
         delta.invocations.append(
             Invocation(
                 function,
                 version,
                 request_id,
-                batch_id,
+                delta.batch_id,
                 started,
                 float(record["duration_ms"]),
                 str(record.get("outcome") or ""),
@@ -444,6 +441,8 @@ class Ingestor:
                 len(events),
                 int(record["dropped"]),
                 list(record.get("event_digest") or []),
+                timeline=events,
+                signatures=signatures,
             )
         )
 

@@ -7,11 +7,20 @@ union, so the result is the same whatever the order and partition of batches.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+
+
+def utc(ts: float, fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
+    """A unix time as UTC text; out-of-range times are shown as the number."""
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime(fmt)
+    except (OverflowError, OSError, ValueError):
+        return str(ts)
 
 
 def alert_id(function: str, version: str, signature: str) -> str:
@@ -204,7 +213,7 @@ class Alert:
                 self.reasons.append(reason)
 
 
-@dataclass
+@dataclass(slots=True)
 class TrailEvent:
     """One event of the trail, with its signature."""
 
@@ -258,6 +267,32 @@ class Invocation:
     events: int
     dropped: int
     event_digest: list[str]
+    # The record's raw events and each one's signature (same order); empty when
+    # only the summary was read.
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    signatures: list[str] = field(default_factory=list)
+
+    def trail_events(self) -> list[TrailEvent]:
+        """The invocation's events as trail rows."""
+        return [
+            TrailEvent(
+                self.function,
+                self.version,
+                self.request_id,
+                self.batch_id,
+                int(ev["seq"]),
+                float(ev["ts"]),
+                ev["kind"],
+                ev["op"],
+                ev["target"],
+                ev["module"],
+                ev["verdict"],
+                ev["rule"],
+                sig,
+                ev["detail"],
+            )
+            for ev, sig in zip(self.timeline, self.signatures, strict=True)
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -283,10 +318,16 @@ class BatchDelta:
     batch_id: str
     received_at: float
     invocations: list[Invocation] = field(default_factory=list)
-    events: list[TrailEvent] = field(default_factory=list)
     versions: dict[tuple[str, str], VersionDelta] = field(default_factory=dict)
     sigs: dict[tuple[str, str, str], SigDelta] = field(default_factory=dict)
     alerts: dict[tuple[str, str, str], Alert] = field(default_factory=dict)
+    # Ingest counters to add with the batch (``alerts.new`` is added by the store).
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def event_count(self) -> int:
+        """Events in the batch's stored records."""
+        return sum(len(i.timeline) for i in self.invocations)
 
 
 @dataclass

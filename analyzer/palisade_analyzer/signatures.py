@@ -121,6 +121,9 @@ def pattern_part(part: str, numbers: bool) -> str:
     """One path segment (or host label) with volatile pieces as ``*``."""
     if not part or part in (".", ".."):
         return part
+    if not _DIGIT.search(part) and not part.startswith("tmp"):
+        # Every volatile form but an all-letter temp name has a digit.
+        return part
     if numbers and part.isdigit():
         return "*"
     text = _UUID.sub("*", part)
@@ -309,8 +312,11 @@ def behaviour_of(
     return Behaviour(f"{kind}:{op}:{target}", kind, "other")
 
 
+_CREDENTIALS = re.compile("|".join(fnmatch.translate(g) for g in CREDENTIAL_GLOBS))
+
+
 def _file_sensitivity(op: str, path: str) -> str:
-    if any(fnmatch.fnmatchcase(path, glob) for glob in CREDENTIAL_GLOBS):
+    if _CREDENTIALS.match(path):
         return "credentials"
     scratch = _in_roots(path, ("/tmp", "/var/tmp", "/dev/shm"))
     code = _in_roots(path, CODE_DIRS) or "/site-packages/" in path

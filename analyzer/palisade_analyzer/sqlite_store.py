@@ -32,6 +32,8 @@ from .store import ApplyResult
 
 log = logging.getLogger(__name__)
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), default=str)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
     function TEXT NOT NULL, batch_id TEXT NOT NULL, received_at REAL NOT NULL,
@@ -40,18 +42,11 @@ CREATE TABLE IF NOT EXISTS invocations (
     function TEXT NOT NULL, version TEXT NOT NULL, request_id TEXT NOT NULL,
     batch_id TEXT NOT NULL, started_at REAL NOT NULL, duration_ms REAL NOT NULL,
     outcome TEXT NOT NULL, cold_start INTEGER NOT NULL, events INTEGER NOT NULL,
-    dropped INTEGER NOT NULL, event_digest TEXT NOT NULL);
+    dropped INTEGER NOT NULL, event_digest TEXT NOT NULL,
+    timeline TEXT NOT NULL, signatures TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS invocations_by_request
     ON invocations (function, request_id);
 CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations (function, started_at);
-CREATE TABLE IF NOT EXISTS trail (
-    function TEXT NOT NULL, version TEXT NOT NULL, request_id TEXT NOT NULL,
-    batch_id TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL,
-    kind TEXT NOT NULL, op TEXT NOT NULL, target TEXT NOT NULL,
-    module TEXT NOT NULL, verdict TEXT NOT NULL, rule TEXT NOT NULL,
-    signature TEXT NOT NULL, detail TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS trail_by_request ON trail (function, request_id);
-CREATE INDEX IF NOT EXISTS trail_by_time ON trail (function, ts);
 CREATE TABLE IF NOT EXISTS versions (
     function TEXT NOT NULL, version TEXT NOT NULL, invocations INTEGER NOT NULL,
     events INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
@@ -109,6 +104,11 @@ ON CONFLICT (function, version, signature) DO UPDATE SET
     last_seen = max(last_seen, excluded.last_seen)
 """
 
+UPSERT_STAT = """
+INSERT INTO stats VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET
+    count = count + excluded.count
+"""
+
 UPSERT_RATE = """
 INSERT INTO rates (function, version, metric, bucket, count) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (function, version, metric, bucket) DO UPDATE SET
@@ -124,26 +124,6 @@ def _sig_row(row: tuple[Any, ...], packages: list[str]) -> SigStats:
     f, v, s, kind, sensitivity, count, invocations, first, last = row
     return SigStats(
         f, v, s, kind, sensitivity, count, invocations, first, last, packages
-    )
-
-
-def _trail_row(row: tuple[Any, ...]) -> TrailEvent:
-    f, v, rid, bid, seq, ts, kind, op, target, module, verdict, rule, sig, detail = row
-    return TrailEvent(
-        f,
-        v,
-        rid,
-        bid,
-        seq,
-        ts,
-        kind,
-        op,
-        target,
-        module,
-        verdict,
-        rule,
-        sig,
-        json.loads(detail),
     )
 
 
@@ -266,11 +246,18 @@ class SQLiteStore:
             self._insert_trail(conn, delta)
             self._upsert_profile(conn, delta)
             new_alerts = self._upsert_alerts(conn, delta)
+            stats = dict(delta.stats)
+            if new_alerts:
+                stats["alerts.new"] = len(new_alerts)
+            conn.executemany(UPSERT_STAT, list(stats.items()))
         return ApplyResult(stored=True, new_alerts=new_alerts)
 
     def _insert_trail(self, conn: sqlite3.Connection, delta: BatchDelta) -> None:
+        # One row per invocation, its events as one JSON array: the trail is read
+        # per invocation, and one encode per record is far cheaper than per event.
+        dumps = _COMPACT.encode
         conn.executemany(
-            "INSERT INTO invocations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO invocations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (
                     i.function,
@@ -283,31 +270,11 @@ class SQLiteStore:
                     int(i.cold_start),
                     i.events,
                     i.dropped,
-                    json.dumps(i.event_digest),
+                    dumps(i.event_digest),
+                    dumps(i.timeline),
+                    dumps(i.signatures),
                 )
                 for i in delta.invocations
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO trail VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    e.function,
-                    e.version,
-                    e.request_id,
-                    e.batch_id,
-                    e.seq,
-                    e.ts,
-                    e.kind,
-                    e.op,
-                    e.target,
-                    e.module,
-                    e.verdict,
-                    e.rule,
-                    e.signature,
-                    json.dumps(e.detail, separators=(",", ":"), default=str),
-                )
-                for e in delta.events
             ],
         )
 
@@ -388,11 +355,7 @@ class SQLiteStore:
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to the counter ``name``."""
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO stats VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
-                "count = count + excluded.count",
-                (name, n),
-            )
+            conn.execute(UPSERT_STAT, (name, n))
 
     def stats(self) -> dict[str, int]:
         """Every counter."""
@@ -469,25 +432,28 @@ class SQLiteStore:
         rows = self._conn().execute(sql + " ORDER BY last_seen DESC", args)
         return [Alert.from_json(json.loads(row[0])) for row in rows]
 
-    def invocations(
+    def _invocation_rows(
         self,
         function: str,
-        request_id: str | None = None,
-        since: float | None = None,
+        request_id: str | None,
+        since: float | None,
+        with_timeline: bool,
     ) -> list[Invocation]:
-        """Invocation summaries, oldest first."""
-        sql = (
-            "SELECT function, version, request_id, batch_id, started_at, "
-            "duration_ms, outcome, cold_start, events, dropped, event_digest "
-            "FROM invocations WHERE function = ?"
+        columns = (
+            "function, version, request_id, batch_id, started_at, duration_ms, "
+            "outcome, cold_start, events, dropped, event_digest"
         )
+        if with_timeline:
+            columns += ", timeline, signatures"
+        sql = f"SELECT {columns} FROM invocations WHERE function = ?"
         args: list[Any] = [function]
         if request_id is not None:
             sql += " AND request_id = ?"
             args.append(request_id)
         if since is not None:
+            # An invocation lasts at most 15 minutes: earlier starts cannot matter.
             sql += " AND started_at >= ?"
-            args.append(since)
+            args.append(since - (900 if with_timeline else 0))
         rows = self._conn().execute(sql + " ORDER BY started_at, rowid", args)
         return [
             Invocation(
@@ -502,9 +468,20 @@ class SQLiteStore:
                 row[8],
                 row[9],
                 json.loads(row[10]),
+                timeline=json.loads(row[11]) if with_timeline else [],
+                signatures=json.loads(row[12]) if with_timeline else [],
             )
             for row in rows
         ]
+
+    def invocations(
+        self,
+        function: str,
+        request_id: str | None = None,
+        since: float | None = None,
+    ) -> list[Invocation]:
+        """Invocation summaries, oldest first."""
+        return self._invocation_rows(function, request_id, since, False)
 
     def trail(
         self,
@@ -513,13 +490,11 @@ class SQLiteStore:
         since: float | None = None,
     ) -> list[TrailEvent]:
         """Events in time order."""
-        sql = "SELECT * FROM trail WHERE function = ?"
-        args: list[Any] = [function]
-        if request_id is not None:
-            sql += " AND request_id = ?"
-            args.append(request_id)
-        if since is not None:
-            sql += " AND ts >= ?"
-            args.append(since)
-        rows = self._conn().execute(sql + " ORDER BY ts, seq, rowid", args)
-        return [_trail_row(row) for row in rows]
+        events = [
+            event
+            for inv in self._invocation_rows(function, request_id, since, True)
+            for event in inv.trail_events()
+            if since is None or event.ts >= since
+        ]
+        events.sort(key=lambda e: (e.ts, e.seq))
+        return events

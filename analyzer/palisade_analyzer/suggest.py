@@ -20,12 +20,11 @@ command is a free value; host patterns become a leading ``*.`` wildcard.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any
 
-from .model import SigStats, VersionInfo
+from .model import SigStats, VersionInfo, utc
 from .profile import is_baseline, is_live
 from .settings import Settings
 from .signatures import SHELLS
@@ -40,7 +39,7 @@ _VALUE = r"(?:[^\s-]\S*|-[\d.]\S*|-)?"
 
 
 def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc(ts)
 
 
 def _flag_regex(flag: str) -> str:

@@ -349,3 +349,35 @@ def test_internal_failure_is_500_and_retryable(ingestor, store, monkeypatch):
     assert sqs["batchItemFailures"] == [{"itemIdentifier": "m1"}]
     assert store.stats()["rejected.internal_error"] == 2
     _nothing_stored(store, doc["batch_id"])
+
+
+ODD_DETAILS = [
+    {"argv": [1, None, {"a": [1]}], "shell": "yes"},
+    {"resolved_from": 123, "port": {"x": 1}, "ip": None, "protocol": ["tcp"]},
+    {"service": 5, "operation": None, "resource": [1, 2]},
+    {"answers": "not-a-list", "dst": 7},
+]
+
+
+@pytest.mark.parametrize("detail", ODD_DETAILS)
+@pytest.mark.parametrize("kind", ["file", "process", "network", "dns", "aws", "code"])
+def test_schema_valid_oddities_are_stored(sqlite_store, keys, kind, detail):
+    """Odd but schema-valid detail values are stored, never a 500."""
+    ing = Ingestor(sqlite_store, keys, TEST_SETTINGS)
+    rec = Recorder()
+    record = rec.record(
+        [(kind, "op", "weird:target:[x]", detail, "app", "blocked", "builtin:odd")]
+    )
+    result = send(ing, rec.batch([record]))
+    assert (result.status, result.stored) == (202, 1), result.message
+    assert len(sqlite_store.trail(FUNCTION)) == 1
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"NaN", b"-Infinity"])
+def test_non_finite_numbers_are_malformed(ingestor, store, number):
+    """Numbers JSON cannot carry portably are refused before anything is stored."""
+    doc = _good_doc()
+    body = encode(doc).replace(b'"duration_ms": 120.5', b'"duration_ms": ' + number)
+    result = ingestor.ingest(body, sign(body))
+    assert (result.status, result.code) == (400, "malformed_json")
+    _nothing_stored(store)
