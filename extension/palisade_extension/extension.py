@@ -11,6 +11,12 @@ Never break the function: a socket that cannot be created still leaves a
 registered extension (the layer falls back to its JSON log line); internal errors
 are logged once and the loop goes on; only a broken Extensions API ends it, with
 /extension/exit/error.
+
+Limitations: Lambda Managed Instances accept only SHUTDOWN registrations from
+external extensions, and this extension registers for INVOKE too. A record the
+layer never sent (timeout, crash, SIGKILL of the runtime) is only counted, as
+``missing-record``; a killed extension's successor counts the invocation it was
+in as ``extension-restart``.
 """
 
 from __future__ import annotations

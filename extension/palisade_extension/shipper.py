@@ -7,6 +7,10 @@ then stays spooled; the thread resumes after the thaw and ``kick`` (called on
 every INVOKE) makes it retry whatever is still pending, oldest first. A sink that
 fails is not retried again in the same round, so a dead analyzer costs one timeout
 per invoke, not one per batch.
+
+Limitation: delivery is at least once. A send interrupted by a freeze or a kill is
+repeated under the same ``batch_id``; receivers drop the duplicate (the file sink
+does not: its readers must).
 """
 
 from __future__ import annotations
