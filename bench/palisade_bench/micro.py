@@ -43,7 +43,7 @@ OP_LABELS = {
 }
 VARIANT_LABELS = {
     "none": "no protection",
-    "floor": "minimal audit hook (set lookup, reference floor)",
+    "floor": "empty Python audit hook (the floor any hook pays)",
     "palisade": "Palisade monitor, attribution on",
     "palisade-noattr": "Palisade monitor, attribution off",
     "palisade-block": "Palisade block, policy allows these operations",

@@ -102,15 +102,12 @@ def _install(variant: str) -> tuple[Callable[[Callable[[], Any]], Any], Any]:
     if variant == "none":
         return (lambda fn: fn()), None
     if variant == "floor":
-        interesting = frozenset({"open", "socket.connect", "subprocess.Popen"})
-        seen: list[tuple[str, tuple[Any, ...]]] = []
-
+        # The least a Python audit hook can cost: called, returns at once.
         def hook(event: str, args: tuple[Any, ...]) -> None:
-            if event in interesting:
-                seen.append((event, args))
+            return None
 
         sys.addaudithook(hook)
-        return (lambda fn: fn()), seen
+        return (lambda fn: fn()), None
     if variant.startswith("palisade"):
         import palisade
 

@@ -243,8 +243,10 @@ def _peer_lines(results: dict[str, Any]) -> list[str]:
 
     peer = results.get("peer") or {}
     version = peer.get("version") or "not installed"
-    doc = (zen_setup.__doc__ or "").strip().splitlines()
-    body = [line for line in doc[1:]]
+    doc = (zen_setup.__doc__ or "").strip().replace("``", "`")
+    # The first two paragraphs say where the module is used; the rest is the
+    # configuration itself.
+    body = doc.split("\n\n", 2)[-1].splitlines()
     return [
         "## The peer: Aikido Zen",
         "",
