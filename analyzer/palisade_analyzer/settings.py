@@ -123,7 +123,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         _text,
         'a keys JSON document {"keys": [...]} or the path of one',
-        "Signing keys and the functions each may report (see keys.py).",
+        "Signing keys and the function globs each may report (docs/analyzer.md).",
     ),
     Setting(
         "max_batch_bytes",
@@ -291,3 +291,21 @@ def load_settings(
             f"{[s.field for s in SETTINGS]}"
         )
     return Settings(**values)
+
+
+def _shown_default(setting: Setting) -> str:
+    value = setting.default
+    if value in ("", ()):
+        return "unset"
+    return f"`{value}`"
+
+
+def markdown_table() -> str:
+    """The settings as the Markdown table of docs/_parts/configuration-analyzer.md."""
+    lines = [
+        "| Variable | Default | Accepts | Effect |",
+        "|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        lines.append(f"| `{s.env}` | {_shown_default(s)} | {s.expected} | {s.doc} |")
+    return "\n".join(lines) + "\n"
