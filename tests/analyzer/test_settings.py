@@ -23,7 +23,7 @@ def test_documented_table_is_the_generated_one():
 
 
 def test_defaults_and_fields_agree():
-    """Every setting's default is the dataclass default; names are PALISADE_ANALYZER_."""
+    """Each default is the dataclass default; names start PALISADE_ANALYZER_."""
     defaults = Settings()
     for setting in SETTINGS:
         assert setting.env.startswith("PALISADE_ANALYZER_")
