@@ -100,13 +100,14 @@ class PalisadeAnalyzer(Construct):
                 )
             ],
         )
+        self.key_id = stack.stack_name
         self.keys = secretsmanager.Secret(
             self,
             "Keys",
             description="Palisade analyzer signing key: {id, secret, functions}",
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 secret_string_template=stack.to_json_string(
-                    {"id": stack.stack_name, "functions": ["*"]}
+                    {"id": self.key_id, "functions": ["*"]}
                 ),
                 generate_string_key="secret",
                 password_length=48,
@@ -221,6 +222,17 @@ class PalisadeAnalyzer(Construct):
 
         cdk.CfnOutput(self, "IngestUrlOutput", value=self.url.url)
         cdk.CfnOutput(self, "StreamNameOutput", value=self.stream.stream_name)
+
+    @property
+    def signing_key(self) -> str:
+        """``<key id>:<secret>`` for ``PALISADE_ANALYZER_KEY``.
+
+        A CloudFormation dynamic reference, resolved at deploy time: the secret
+        ends up in the protected function's configuration, readable by anyone
+        who may call lambda:GetFunctionConfiguration on it.
+        """
+        secret = self.keys.secret_value_from_json("secret").unsafe_unwrap()
+        return f"{self.key_id}:{secret}"
 
     def _table(self, name: str, removal_policy: cdk.RemovalPolicy) -> dynamodb.Table:
         stack = cdk.Stack.of(self)

@@ -191,6 +191,8 @@ class PalisadeProtection:
         if self.analyzer is not None:
             env["PALISADE_SINK"] = "kinesis"
             env["PALISADE_STREAM_NAME"] = self.analyzer.stream.stream_name
+            # Stream messages are signed envelopes; the analyzer refuses others.
+            env["PALISADE_ANALYZER_KEY"] = self.analyzer.signing_key
             self.analyzer.stream.grant_write(function)
         env.update(self.environment)
         return env

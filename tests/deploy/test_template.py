@@ -141,6 +141,7 @@ def test_sample_function_is_protected(template: dict[str, Any]) -> None:
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/palisade-exec-wrapper"
     assert env["PALISADE_MODE"] == {"Ref": "Mode"}
     assert env["PALISADE_SINK"] == "kinesis"
+    assert "resolve:secretsmanager" in env["PALISADE_ANALYZER_KEY"]["Fn::Sub"]
     assert env["PALISADE_POLICY"] == "extension"
     assert env["PALISADE_EXTENSION_POLICY"] == {"Fn::Sub": "ssm:${SamplePolicy}"}
 

@@ -35,6 +35,7 @@ def test_python_functions_get_layer_wrapper_and_settings(synth: Synth) -> None:
         assert env["PALISADE_MODE"] == "alert"
         assert env["PALISADE_SINK"] == "kinesis"
         assert "PALISADE_STREAM_NAME" in env
+        assert "resolve:secretsmanager" in str(env["PALISADE_ANALYZER_KEY"])
         assert env["PALISADE_POLICY"] == "extension"
         assert env["PALISADE_EXTENSION_POLICY"].startswith("ssm:/palisade/policies/")
         layers = _layer_refs(props)
