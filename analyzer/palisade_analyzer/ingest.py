@@ -259,7 +259,17 @@ class Ingestor:
         if self.store.has_batch(function, batch_id):
             return self._duplicate(doc)
 
-        records, rejected = self._valid_records(doc, key)
+        records, rejected, first_problem = self._valid_records(doc, key)
+        if rejected and not records:
+            # Nothing to keep: refuse the batch whole, so nothing (not even its id)
+            # is stored and the sender sees why.
+            code, message = first_problem
+            raise _Rejected(
+                403 if code == "function_not_bound" else 400,
+                code,
+                f"every record of batch {batch_id!r} was rejected; the first: "
+                f"{message}",
+            )
         with self._lock:
             delta = self.prepare(doc, records, self.clock())
             delta.stats = {
@@ -299,34 +309,32 @@ class Ingestor:
 
     def _valid_records(
         self, doc: Mapping[str, Any], key: Any
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[dict[str, Any]], int, tuple[str, str]]:
+        """The records to keep, how many were rejected, and the first problem."""
         valid: list[dict[str, Any]] = []
         rejected = 0
+        first = ("", "")
         checker = record_validator()
         for i, record in enumerate(doc["records"]):
-            problem = None if record_is_valid(record) else first_error(checker, record)
-            code = None
+            valid_fast = record_is_valid(record)
+            problem = None if valid_fast else first_error(checker, record)
             if problem is not None:
                 code = "schema_violation"
-                log.warning(
-                    "batch %s record %d rejected: %s", doc["batch_id"], i, problem
-                )
+                message = f"record {i} does not match palisade.record/1 at {problem}"
             elif not key.allows(record["function"]):
                 code = "function_not_bound"
-                log.warning(
-                    "batch %s record %d names function %r, which key %r may not "
-                    "report; rejected",
-                    doc["batch_id"],
-                    i,
-                    record["function"],
-                    key.id,
+                message = (
+                    f"record {i} names function {record['function']!r}, which key "
+                    f"{key.id!r} may not report"
                 )
-            if code is None:
-                valid.append(record)
             else:
-                rejected += 1
-                self._count(f"rejected_records.{code}")
-        return valid, rejected
+                valid.append(record)
+                continue
+            log.warning("batch %s: %s; rejected", doc["batch_id"], message)
+            rejected += 1
+            first = first if first[0] else (code, message)
+            self._count(f"rejected_records.{code}")
+        return valid, rejected, first
 
     def behaviour(self, event: Mapping[str, Any]) -> Behaviour:
         """The behaviour of an event, cached on the inputs that decide it."""

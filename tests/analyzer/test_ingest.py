@@ -381,3 +381,28 @@ def test_non_finite_numbers_are_malformed(ingestor, store, number):
     result = ingestor.ingest(body, sign(body))
     assert (result.status, result.code) == (400, "malformed_json")
     _nothing_stored(store)
+
+
+@pytest.mark.parametrize(
+    ("breakage", "status", "code"),
+    [("schema", 400, "schema_violation"), ("binding", 403, "function_not_bound")],
+)
+def test_batch_of_only_bad_records_is_refused_whole(
+    ingestor, store, breakage, status, code
+):
+    """When no record can be kept the batch is refused and not even its id stored."""
+    rec = Recorder()
+    records = [rec.benign(1), rec.benign(2)]
+    for record in records:
+        if breakage == "schema":
+            record["events"][0]["kind"] = "telepathy"
+        else:
+            record["function"] = "orders-api"
+    doc = rec.batch(records)
+
+    result = send(ingestor, doc)
+
+    assert (result.status, result.code) == (status, code)
+    assert "every record" in result.message and "record 0" in result.message
+    assert store.stats()[f"rejected_records.{code}"] == 2
+    _nothing_stored(store, doc["batch_id"])
