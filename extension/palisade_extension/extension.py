@@ -196,7 +196,10 @@ class Extension:
             api_host, _, api_port = api.address.rpartition(":")
             view = OutsideView(
                 int(pid_text) if pid_text.isdigit() else None,
-                SAMPLE_LIMIT_S,
+                max(
+                    SAMPLE_LIMIT_S,
+                    2 * self.settings["PALISADE_OUTSIDE_BUDGET_MS"] / 1000,
+                ),
                 self.settings["PALISADE_OUTSIDE_MAX_ENTRIES"],
                 ignore=[(api_host.strip("[]"), int(api_port))]
                 if api_port.isdigit()
@@ -258,7 +261,7 @@ class Extension:
                 result.runtime_done,
             )
 
-        ticket = self.ship(request_id)
+        ticket = self.ship(request_id, deadline)
         if ticket is not None:
             budget = min(
                 self.settings["PALISADE_SHIP_WAIT_MS"] / 1000.0,
@@ -275,16 +278,17 @@ class Extension:
             return started + 3.0
         return started + (deadline_ms / 1000.0 - time.time()) - margin
 
-    def ship(self, request_id: str | None) -> int | None:
+    def ship(self, request_id: str | None, deadline: float | None = None) -> int | None:
         """Batch what has arrived, spool it and wake the shipper; None if empty."""
         assert self.shipper is not None and self.spool is not None
         records, journals, platform = self.collector.take()
         outside: list[dict[str, Any]] = []
         if self.sampler is not None:
             ticket = self.sampler.request(records, request_id)
-            self.sampler.wait(
-                ticket, self.settings["PALISADE_OUTSIDE_BUDGET_MS"] / 1000
-            )
+            budget = self.settings["PALISADE_OUTSIDE_BUDGET_MS"] / 1000
+            if deadline is not None:
+                budget = min(budget, deadline - time.monotonic())
+            self.sampler.wait(ticket, budget)
             outside = self.sampler.take()
         drops = self.drops.take()
         if batches.is_empty(records, platform, outside, drops):
@@ -315,7 +319,7 @@ class Extension:
                 self.last_request, "platform.report", min(REPORT_WAIT_S, remaining / 4)
             )
         if self.shipper is not None:
-            ticket = self.ship(None) or self.shipper.kick()
+            ticket = self.ship(None, end) or self.shipper.kick()
             self.shipper.wait(ticket, end - time.monotonic())
             left = self.shipper.pending()
             if left:

@@ -18,7 +18,8 @@ Limitations: a sample is a snapshot taken after the invocation, so a child that
 started and exited within the invocation, or a connection already closed, is not
 seen. Libraries present at the first sample are a baseline: only those outside
 the system directories and the interpreter's own tree are reported from it. A
-sample runs in its own thread, stops after SAMPLE_LIMIT_S and
+sample runs in its own thread, stops after SAMPLE_LIMIT_S (or twice
+PALISADE_OUTSIDE_BUDGET_MS, if longer) and
 PALISADE_OUTSIDE_MAX_ENTRIES findings, and /next waits for it only
 PALISADE_OUTSIDE_BUDGET_MS; what a sample did not reach is not reported. Reading
 another process's /proc entries needs the same user, which holds in Lambda
