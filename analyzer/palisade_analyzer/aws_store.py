@@ -607,7 +607,7 @@ class AWSStore:
             if _conditional_failed(exc):
                 return ApplyResult(stored=False)
             raise
-        self._committed[(delta.function, delta.batch_id)] = True
+        self._mark_committed(delta.function, delta.batch_id)
         if new_alerts:
             self.count("alerts.new", len(new_alerts))
         return ApplyResult(stored=True, new_alerts=new_alerts)
@@ -768,8 +768,13 @@ class AWSStore:
             done = self.has_batch(function, batch_id)
             if not done:
                 return False
-            self._committed[key] = True
+            self._mark_committed(function, batch_id)
         return True
+
+    def _mark_committed(self, function: str, batch_id: str) -> None:
+        if len(self._committed) > 100_000:
+            self._committed.clear()
+        self._committed[(function, batch_id)] = True
 
     def invocations(
         self,

@@ -82,6 +82,8 @@ _UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 _TEMPFILE = re.compile(r"^tmp[a-z0-9_]{8}(?=$|\.)")
+# tempfile's random part alone (a prefix-less name), in scratch roots only.
+_RANDOM8 = re.compile(r"^[a-z0-9_]{8}(?=$|\.)")
 _HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{8,}(?![0-9A-Za-z])")
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{16,}")
 _NUMBER = re.compile(r"\d+")
@@ -109,6 +111,11 @@ def _hex_sub(match: re.Match[str]) -> str:
     return "*" if has_letter and _DIGIT.search(text) else text
 
 
+def _random8_sub(match: re.Match[str]) -> str:
+    text = match.group(0)
+    return "*" if _DIGIT.search(text) else text
+
+
 def _token_sub(match: re.Match[str]) -> str:
     text = match.group(0)
     digits = sum(c.isdigit() for c in text)
@@ -128,6 +135,8 @@ def pattern_part(part: str, numbers: bool) -> str:
         return "*"
     text = _UUID.sub("*", part)
     text = _TEMPFILE.sub("*", text)
+    if numbers:
+        text = _RANDOM8.sub(_random8_sub, text)
     text = _HEX.sub(_hex_sub, text)
     text = _TOKEN.sub(_token_sub, text)
     if numbers:

@@ -26,6 +26,9 @@ from palisade_analyzer.signatures import behaviour_of, injected_strings
             "tmp-file",
         ),
         ("file", "read", "/tmp/out-17.png", {}, "file:read:/tmp/out-*.png", "tmp-file"),
+        ("file", "create", "/tmp/972sj9bz", {}, "file:create:/tmp/*", "tmp-file"),
+        ("file", "read", "/tmp/readme01", {}, "file:read:/tmp/*", "tmp-file"),
+        ("file", "read", "/tmp/abcdefgh", {}, "file:read:/tmp/abcdefgh", "tmp-file"),
         ("file", "read", "/proc/123/stat", {}, "file:read:/proc/*/stat", "file-read"),
         (
             "file",
