@@ -178,6 +178,7 @@ def test_layer_makefile_builds_like_sam(tmp_path: Path) -> None:
             "--makefile",
             str(REPO / "deploy" / "layer" / "Makefile"),
             "build-PalisadeLayer",
+            f"LAYER_OUT={tmp_path / 'dist'}",
         ],
         cwd=scratch,
         env={**os.environ, "ARTIFACTS_DIR": str(artifacts)},
@@ -192,6 +193,7 @@ def test_layer_makefile_builds_like_sam(tmp_path: Path) -> None:
     assert os.access(artifacts / "palisade-exec-wrapper", os.X_OK)
     assert (artifacts / "python" / "palisade" / "__init__.py").is_file()
     assert list((artifacts / "extensions").iterdir()) == [launcher]
+    assert (tmp_path / "dist" / "palisade-layer-x86_64.zip").is_file()
 
 
 def test_sam_build(tmp_path: Path) -> None:
@@ -222,3 +224,29 @@ def test_sam_build(tmp_path: Path) -> None:
     assert os.access(layer_dir / "extensions" / "palisade", os.X_OK)
     handler = tmp_path / "build" / "StreamIngestFunction" / "palisade_analyzer"
     assert (handler / "__init__.py").is_file()
+
+
+def test_analyzer_makefile_builds_each_function(tmp_path: Path) -> None:
+    """Each analyzer function's target lays out the handler and its dependencies."""
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    done = subprocess.run(
+        [
+            "make",
+            "--makefile",
+            str(REPO / "deploy" / "analyzer" / "Makefile"),
+            "build-StreamIngestFunction",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "ARTIFACTS_DIR": str(artifacts)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (artifacts / "palisade_analyzer" / "aws_lambda.py").is_file()
+    assert (artifacts / "palisade" / "schemas" / "batch.schema.json").is_file()
+    assert (artifacts / "aws_lambda_powertools").is_dir()
+    assert not (artifacts / "boto3").exists()
+    compiled = list(artifacts.glob("rpds/*.so"))
+    assert compiled and all("cpython-312-x86_64" in p.name for p in compiled)
