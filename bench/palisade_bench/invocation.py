@@ -498,6 +498,10 @@ def _run(plan: Plan) -> dict[str, Any]:
                 tempfile.TemporaryDirectory(prefix="palisade-bench-inv-")
             )
         )
+        blocked: dict[str, list[str]] = {}
+        # Runs after every sandbox has shut down (and flushed), before the work
+        # folder goes: what the block variant refused, as evidence.
+        stack.callback(_collect_blocked, work, blocked)
         with _aws_env():
             specs = _specs(endpoint, port, pool=24)
 
@@ -559,7 +563,21 @@ def _run(plan: Plan) -> dict[str, Any]:
         "policies": policies,
         "ext_rss": ext_rss,
         "variants": variants,
+        "blocked": blocked,
     }
+
+
+def _collect_blocked(work: Path, out: dict[str, list[str]]) -> None:
+    """Distinct events the block variants refused, per function."""
+    for path in work.glob("batches-*-palisade-block.jsonl"):
+        name = path.name[len("batches-") : -len("-palisade-block.jsonl")]
+        seen: dict[str, None] = {}
+        for record in policylearn.records_from_batches(path):
+            for event in record.get("events", []):
+                if event.get("verdict") == "blocked":
+                    what = f"{event['kind']} {event['op']} {event['target']}"
+                    seen.setdefault(f"{what} ({event['rule']})", None)
+        out[name] = list(seen)
 
 
 @contextlib.contextmanager
@@ -667,6 +685,12 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
             others = {k: v for k, v in s.statuses.items() if k != "success"}
             if others:
                 extra = f"; not successful: {others}"
+                refused = run["blocked"].get(name) or []
+                if variant == "palisade-block" and refused:
+                    extra += (
+                        f"; the learnt policy refused {len(refused)} distinct benign "
+                        f"operation(s) the learning pass never saw, e.g. {refused[0]}"
+                    )
             figures.append(
                 Figure(
                     id=fid,
@@ -735,6 +759,7 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
             n: {v: s.wall_ms for v, s in per.items()} for n, per in series.items()
         },
         "extension_rss_mb": run["ext_rss"],
+        "blocked_in_block_variant": run["blocked"],
         "policy_rules": {
             n: {k: len(v.get("allow", [])) for k, v in p.items() if isinstance(v, dict)}
             for n, p in run["policies"].items()
@@ -743,9 +768,92 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
     return figures, raw
 
 
+def _extension_breakdown(plan: Plan) -> tuple[list[Figure], dict[str, Any]]:
+    """Trivial handler: the extension's added latency with its /proc view on and off.
+
+    Context for the per-function figures: with nothing else in the invocation,
+    what remains is the extension's own work between the response and /next.
+    """
+    variants = {
+        "no extension": None,
+        "extension": {},
+        "extension, PALISADE_OUTSIDE_VIEW=off": {"PALISADE_OUTSIDE_VIEW": "off"},
+    }
+    durations: dict[str, list[float]] = {v: [] for v in variants}
+    count = max(5, plan.invocations // 3)
+    try:
+        sandbox_mod = sandboxes.require_sandbox()
+        with contextlib.ExitStack() as stack:
+            opts = stack.enter_context(sandboxes.opt_dirs())
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            code = tmp / "code"
+            code.mkdir()
+            (code / "app.py").write_text(sandboxes.TRIVIAL_APP)
+            boxes = {}
+            for label, extra in variants.items():
+                opt = opts.no_extension if extra is None else opts.full
+                env = sandboxes.palisade_env(opt, "monitor", tmp / "batches.jsonl")
+                env.update(extra or {})
+                box = sandbox_mod.Sandbox(
+                    "app.handler",
+                    code_dir=code,
+                    opt_dir=opt,
+                    env=env,
+                    moto=False,
+                    timeout=10,
+                )
+                stack.callback(box.shutdown)
+                boxes[label] = box
+            labels = list(variants)
+            for i in range(count + 3):
+                shift = i % len(labels)
+                for label in labels[shift:] + labels[:shift]:
+                    result = boxes[label].invoke({"i": i})
+                    if not result.ok:
+                        raise BenchError(
+                            f"trivial handler failed ({label}): {result.status}"
+                        )
+                    if i >= 3:
+                        durations[label].append(result.duration_ms)
+    except BenchError as exc:
+        return [
+            not_measured(
+                "invocation.trivial.extension",
+                SECTION,
+                "trivial handler: latency the extension adds",
+                "ms",
+                str(exc),
+            )
+        ], {}
+    base = durations["no extension"]
+    figures = []
+    for label in labels[1:]:
+        for pct, key in ((0.5, "p50"), (0.99, "p99")):
+            a = stats.quantile(durations[label], pct)
+            b = stats.quantile(base, pct)
+            slug = "outside_off" if "OUTSIDE" in label else "default"
+            figures.append(
+                Figure(
+                    id=f"invocation.trivial.{slug}.{key}",
+                    section=SECTION,
+                    name=f"trivial handler: latency the {label} adds, {key} (context)",
+                    value=a - b,
+                    unit="ms",
+                    n=len(durations[label]),
+                    ratio=stats.ratio(a, b),
+                    baseline=b,
+                    context=f"{key} {a:.2f} ms vs {b:.2f} ms without the extension",
+                )
+            )
+    return figures, {"trivial_extension_ms": durations}
+
+
 def measure(plan: Plan) -> dict[str, Any]:
     """Wrapper cost, then the demo functions end to end in every variant."""
     figures, raw = _wrapper(plan)
+    more_figures, more_raw = _extension_breakdown(plan)
+    figures += more_figures
+    raw.update(more_raw)
     try:
         run = _run(plan)
     except BenchError as exc:

@@ -146,6 +146,11 @@ def build_policy(
     merged: dict[str, set[str]] = {}
     for folder, ops in file_dirs.items():
         merged.setdefault(_substitute(folder, variables), set()).update(ops)
+    # A function reads back what it writes: a folder it creates files in is
+    # readable too.
+    for ops in merged.values():
+        if ops & {"create", "write"}:
+            ops.add("read")
     file_dirs = merged
     file_rules = [
         {"path": f"{root.rstrip('/')}/**", "access": sorted(ops)}

@@ -78,15 +78,15 @@ def _spread(figure: dict[str, Any]) -> str:
 def figure_rows(figures: list[dict[str, Any]]) -> list[str]:
     """Markdown table rows for ``figures`` (measured ones; missing ones elsewhere)."""
     rows = [
-        "| figure | value | budget | | median | p99 | n | spread | ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| figure | value | budget | | median | p99 | n | spread | ratio | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         if f["status"] != "measured":
             continue
         rows.append(
             "| {name} | {value} | {budget} | {mark} | {median} | {p99} | {n} | "
-            "{spread} | {ratio} |".format(
+            "{spread} | {ratio} | {notes} |".format(
                 name=f["name"],
                 value=_fmt(f["value"], f["unit"]),
                 budget=f.get("budget") or "",
@@ -96,6 +96,7 @@ def figure_rows(figures: list[dict[str, Any]]) -> list[str]:
                 n=f.get("n") if f.get("n") is not None else "—",
                 spread=_spread(f),
                 ratio=_ratio(f),
+                notes=(f.get("context") or "").replace("|", "/"),
             )
         )
     return rows

@@ -54,7 +54,7 @@ class Plan:
     analyzer_seconds: float = 8.0
     analyzer_dynamodb_events: int = 2_000
     detection_samples: int = 30
-    learn_invocations: int = 30
+    learn_invocations: int = 40
     warmup_invocations: int = 5
     handlers: tuple[str, ...] = ("file_processor", "orders_api", "partner_notifier")
     # The whole run should stay under ten minutes: repeats of noisy figures are
@@ -83,7 +83,7 @@ class Plan:
             analyzer_seconds=3.0,
             analyzer_dynamodb_events=150,
             detection_samples=5,
-            learn_invocations=8,
+            learn_invocations=12,
             warmup_invocations=2,
         )
 
