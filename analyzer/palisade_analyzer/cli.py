@@ -179,7 +179,7 @@ def _serve(argv: list[str]) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.server_close()
-        store.close()
+        ingestor.close()
     print("palisade analyzer stopped", flush=True)
     return 0
 

@@ -146,6 +146,11 @@ class Ingestor:
         self._lock = threading.Lock()
         self._behaviours: dict[tuple[Any, ...], Behaviour] = {}
 
+    def close(self) -> None:
+        """Wait for the batch being applied, then close the store."""
+        with self._lock:
+            self.store.close()
+
     def ingest(self, body: bytes, headers: Mapping[str, str]) -> IngestResult:
         """Check and apply one batch; never raises."""
         try:

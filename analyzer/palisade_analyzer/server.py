@@ -44,6 +44,8 @@ class _BadRequest(Exception):
 class _Handler(BaseHTTPRequestHandler):
     server: AnalyzerServer
     protocol_version = "HTTP/1.1"
+    # A client that stops sending mid-request must not hold its thread forever.
+    timeout = 30
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
