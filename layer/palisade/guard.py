@@ -236,6 +236,8 @@ def install(**overrides: Any) -> Guard:
             if not _hook_added:
                 sys.addaudithook(hook.audit_hook)
                 atexit.register(_at_exit)
+                if hasattr(os, "register_at_fork"):
+                    os.register_at_fork(after_in_child=_after_fork)
                 _hook_added = True
         _guard = guard
         logger.info(
@@ -245,6 +247,21 @@ def install(**overrides: Any) -> Guard:
             applied,
         )
         return guard
+
+
+def _after_fork() -> None:
+    """In a forked child: never share the parent's extension connection.
+
+    A worker forked by the runtime (multi-concurrency mode) or by the function
+    opens its own connection on its next record; the locks are new because a
+    parent thread may have held them at the fork.
+    """
+    active = _guard
+    if active is None:
+        return
+    if active.client is not None:
+        active.client.forget()
+    active.output.after_fork()
 
 
 def _at_exit() -> None:

@@ -43,6 +43,10 @@ class Output:
                 written = os.write(fd, view)
                 view = view[written:]
 
+    def after_fork(self) -> None:
+        """After fork: a fresh lock (the descriptor is shared and stays valid)."""
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         """Close a file output (stdout stays open)."""
         with self._lock:

@@ -161,6 +161,15 @@ class Client:
             size -= len(chunk)
         return b"".join(chunks)
 
+    def forget(self) -> None:
+        """After fork: a new lock, and a connection of our own when next needed."""
+        self._lock = threading.Lock()
+        if self._sock is not None:
+            # Closing the child's copy of the descriptor leaves the parent's open.
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
+
     def close(self) -> None:
         """Drop the connection; the next request reconnects."""
         if self._sock is not None:

@@ -44,8 +44,11 @@ class FakeExtension:
                 conn, _ = self.server.accept()
             except (TimeoutError, OSError):
                 continue
-            with conn:
-                self._connection(conn)
+            threading.Thread(target=self._serve_one, args=(conn,), daemon=True).start()
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        with conn:
+            self._connection(conn)
 
     def _connection(self, conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -195,3 +198,36 @@ def test_frame_format() -> None:
         transport.decode(b"x" * 32, frame[4:])
     with pytest.raises(TransportError, match="refused"):
         transport.decode(key, b'{"type": "error", "reason": "bad mac"}')
+
+
+def test_forked_child_uses_its_own_connection(tmp_path: Path) -> None:
+    """A child forked after records were sent opens its own connection: both
+    processes' records arrive and no frame is refused."""
+    fake = FakeExtension(tmp_path)
+    env = child_env(
+        tmp_path,
+        PALISADE_EXTENSION_SOCKET=str(fake.sock_path),
+        PALISADE_EXTENSION_KEY=str(fake.key_path),
+    )
+    script = (
+        "import os, types, palisade\n"
+        "h = palisade.protect(lambda e, c: e)\n"
+        "ctx = lambda rid: types.SimpleNamespace(aws_request_id=rid)\n"
+        "h(1, ctx('parent-1'))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    h(2, ctx('child-1'))\n"
+        "    os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "h(3, ctx('parent-2'))\n"
+    )
+    try:
+        run = run_script(tmp_path, script, env=env)
+    finally:
+        fake.close()
+    got = sorted(
+        m["record"]["request_id"] for m in fake.messages if m["type"] == "record"
+    )
+    assert got == ["child-1", "init", "parent-1", "parent-2"], run.describe()
+    assert fake.bad_frames == 0, run.describe()
+    assert [r["request_id"] for r in run.records] == [], run.describe()
