@@ -108,6 +108,10 @@ def protect(handler: Any = None, /, **overrides: Any) -> Any:
     if handler is None:
         return lambda fn: protect(fn, **overrides)
     guard.install(**overrides)
+    if getattr(handler, "__palisade__", False):
+        # Already protected (the redirect entry over a decorated handler): one
+        # record per invocation, not two.
+        return handler
 
     @functools.wraps(handler)
     def palisade_handler(event: Any = None, *args: Any, **kwargs: Any) -> Any:

@@ -311,3 +311,16 @@ def test_reset_for_tests_allows_a_new_install(tmp_path: Path) -> None:
     assert "OUT True block" in run.stdout and "BLOCKED" in run.stdout, run.describe()
     assert [e["target"] for e in run.events("file", "list")] == ["/root"]
     assert len(run.blocked_lines) == 1
+
+
+def test_protecting_twice_records_once(tmp_path: Path) -> None:
+    """protect over an already protected handler (the redirect entry over a
+    decorated one) keeps one record per invocation."""
+    script = (
+        "import palisade\n"
+        "h = palisade.protect(palisade.protect(lambda e, c: e))\n"
+        "print('OUT', h(5, None))\n"
+    )
+    run = run_script(tmp_path, script)
+    assert "OUT 5" in run.stdout
+    assert len(run.invocations) == 1, run.describe()
