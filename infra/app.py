@@ -5,7 +5,8 @@ Build the artifacts first, from the repository root:
     palisade layer build                       # dist/palisade-layer-x86_64.zip
     palisade layer analyzer --into dist/analyzer
 
-Context: ``-c alert_email=you@example.com`` subscribes an address to the alerts.
+Context (``-c key=value``): ``alert_email`` subscribes an address to the alerts;
+``layer_zip`` and ``analyzer_dir`` point at artifacts elsewhere than ``dist/``.
 """
 
 from __future__ import annotations
@@ -26,12 +27,15 @@ from palisade_infra.example import REPO, ExampleStack
 def main() -> None:
     """Synthesise the example stack."""
     app = cdk.App()
+    context = app.node.try_get_context
     ExampleStack(
         app,
         "PalisadeExample",
-        layer_zip=REPO / "dist" / "palisade-layer-x86_64.zip",
-        analyzer_dir=REPO / "dist" / "analyzer",
-        alert_email=app.node.try_get_context("alert_email"),
+        layer_zip=Path(
+            context("layer_zip") or REPO / "dist" / "palisade-layer-x86_64.zip"
+        ),
+        analyzer_dir=Path(context("analyzer_dir") or REPO / "dist" / "analyzer"),
+        alert_email=context("alert_email"),
     )
     app.synth()
 

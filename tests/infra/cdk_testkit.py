@@ -34,7 +34,7 @@ class Synth:
     protection: Any
 
 
-def _fake_artifacts(root: Path) -> tuple[Path, Path]:
+def fake_artifacts(root: Path) -> tuple[Path, Path]:
     """A stand-in layer zip and analyzer folder: synthesis only hashes them."""
     layer_zip = root / "palisade-layer-x86_64.zip"
     with zipfile.ZipFile(layer_zip, "w") as archive:
@@ -53,7 +53,7 @@ def build(tmp: Path) -> Synth:
     from palisade_infra import PalisadeProtection
     from palisade_infra.example import ExampleStack
 
-    layer_zip, analyzer_dir = _fake_artifacts(tmp)
+    layer_zip, analyzer_dir = fake_artifacts(tmp)
     app = cdk.App()
     env = cdk.Environment(account="123456789012", region="us-east-1")
     example = ExampleStack(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -186,3 +187,29 @@ def test_synthesised_templates_pass_cfn_lint(synth: Synth, tmp_path: Path) -> No
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_example_app_synthesises(tmp_path: Path) -> None:
+    """infra/app.py, run as cdk would run it, writes the example stack's template."""
+    from cdk_testkit import fake_artifacts
+
+    layer_zip, analyzer_dir = fake_artifacts(tmp_path)
+    out = tmp_path / "cdk.out"
+    context = {"layer_zip": str(layer_zip), "analyzer_dir": str(analyzer_dir)}
+    done = subprocess.run(
+        [sys.executable, str(REPO / "infra" / "app.py")],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "infra",
+        env={
+            **os.environ,
+            "CDK_OUTDIR": str(out),
+            "CDK_CONTEXT_JSON": json.dumps(context),
+        },
+        check=False,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    template = json.loads((out / "PalisadeExample.template.json").read_text())
+    kinds = {r["Type"] for r in template["Resources"].values()}
+    assert {"AWS::Lambda::LayerVersion", "AWS::Kinesis::Stream"} <= kinds
