@@ -231,3 +231,26 @@ def test_forked_child_uses_its_own_connection(tmp_path: Path) -> None:
     assert got == ["child-1", "init", "parent-1", "parent-2"], run.describe()
     assert fake.bad_frames == 0, run.describe()
     assert [r["request_id"] for r in run.records] == [], run.describe()
+
+
+def test_silent_extension_times_out_to_output(tmp_path: Path) -> None:
+    """An extension that never answers costs at most the timeout per record; the
+    records fall back to PALISADE_OUTPUT."""
+    key = tmp_path / "k.key"
+    key.write_text(os.urandom(32).hex())
+    silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    silent.bind(str(tmp_path / "silent.sock"))
+    silent.listen(4)  # never accepted: connects land in the backlog, no reply
+    try:
+        env = child_env(
+            tmp_path,
+            PALISADE_EXTENSION_SOCKET=str(tmp_path / "silent.sock"),
+            PALISADE_EXTENSION_KEY=str(key),
+            PALISADE_TRANSPORT_TIMEOUT_MS="100",
+        )
+        run = run_script(tmp_path, SCRIPT, env=env)
+    finally:
+        silent.close()
+    assert "OUT done done" in run.stdout, run.describe()
+    assert next(r["request_id"] for r in run.records) == "init"
+    assert len(run.records) == 3
