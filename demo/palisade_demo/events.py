@@ -226,17 +226,20 @@ class OrdersTraffic:
     def next(self) -> dict[str, Any]:
         """The next request of the session.
 
-        Every route comes up once per round of eight requests (in shuffled order,
-        two creates per round), so a short stream still shows each of them.
+        Two creates open the session; then every route comes up once per round of
+        eight requests (in shuffled order, two creates per round), so a short
+        stream still shows each of them.
         """
         self.step += 1
         rng = self.rng
+        if self.step <= 2:
+            return self._create()
         if not self.plan:
             self.plan = ["create", "get", "list", "update", "export", "download"]
             self.plan += ["create", "delete"]
             rng.shuffle(self.plan)
         choice = self.plan.pop()
-        if choice == "create" or len(self.orders) < 2:
+        if choice == "create" or not self.orders:
             return self._create()
         order = rng.choice(self.orders)
         if choice == "get":

@@ -65,7 +65,7 @@ class DemoError(RuntimeError):
 class Sizes:
     """How many benign events each phase sends per function."""
 
-    learn: int = 48
+    learn: int = 50
     replay: int = 24
     block_replay: int = 16
     cold_starts: int = 4
@@ -73,7 +73,7 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(learn=24, replay=6, block_replay=4, cold_starts=3, extra_rounds=4)
+        return cls(learn=34, replay=6, block_replay=4, cold_starts=3, extra_rounds=4)
 
 
 @dataclass
