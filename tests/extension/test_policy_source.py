@@ -192,3 +192,34 @@ def test_policy_extension_means_the_extension_policy_variable():
     )
     assert values["PALISADE_POLICY"] == "ssm:/p/orders"
     assert settings.load({"PALISADE_POLICY": "ssm:/x"})["PALISADE_POLICY"] == "ssm:/x"
+
+
+@pytest.mark.aws
+def test_changed_parameter_is_served_after_an_invoke_without_redeploy(
+    fake_lambda, opt, short_dir, procs, moto_server
+):
+    """GIVEN a running extension serving version 1 WHEN the SSM parameter changes
+    and an invoke passes the refresh interval THEN the layer is served version 2."""
+    from ext_fakes import make_record
+
+    _put(moto_server, "/palisade/live", POLICY_YAML)
+    env = base_env(
+        short_dir,
+        fake_lambda.address,
+        PALISADE_POLICY="ssm:/palisade/live",
+        AWS_ENDPOINT_URL=moto_server,
+        PALISADE_POLICY_REFRESH_S="0.001",
+    )
+    procs.append(spawn(opt, env))
+    assert fake_lambda.wait_next(1)
+    layer = Layer(env["PALISADE_EXTENSION_SOCKET"], env["PALISADE_EXTENSION_KEY"])
+    assert layer.policy()["policy"]["mode"] == "alert"
+
+    _put(moto_server, "/palisade/live", POLICY_YAML.replace("alert", "block"))
+    fake_lambda.invoke("req-1")
+    assert layer.record(make_record("req-1"))["type"] == "ack"
+    assert fake_lambda.wait_next(2)
+    assert wait_until(lambda: layer.policy()["source"] == "ssm:/palisade/live@2")
+    assert layer.policy()["policy"]["mode"] == "block"
+    fake_lambda.shutdown()
+    assert procs[0].wait(timeout=10) == 0
