@@ -200,6 +200,8 @@ class Detector:
                 out[key] = alert
 
     def _fold_dns(self, candidates: dict[str, _Candidate]) -> None:
+        if not candidates:
+            return
         hosts = {
             host_of("network", ev["target"], ev["detail"])
             for cand in candidates.values()

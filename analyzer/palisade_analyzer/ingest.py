@@ -391,9 +391,14 @@ class Ingestor:
             ctx = self.store.load_context(function, version, names)
             detector = Detector(ctx, self.settings)
             vd = VersionDelta()
+            group_sigs: dict[str, SigDelta] = {}
             for record, pairs in analysed:
-                self._add_record(delta, vd, function, version, record, pairs, doc)
+                self._add_record(
+                    delta, vd, group_sigs, function, version, record, pairs, doc
+                )
                 detector.detect(function, version, record, pairs, delta.alerts)
+            for sig, sd in group_sigs.items():
+                delta.sigs[(function, version, sig)] = sd
             self._learning(delta, vd, function, version, ctx, names)
             delta.versions[(function, version)] = vd
         return delta
@@ -402,6 +407,7 @@ class Ingestor:
         self,
         delta: BatchDelta,
         vd: VersionDelta,
+        sigs: dict[str, SigDelta],
         function: str,
         version: str,
         record: Mapping[str, Any],
@@ -425,22 +431,28 @@ class Ingestor:
         vd.last_seen = max(vd.last_seen, started)
         seen: set[str] = set()
         signatures: list[str] = []
-        sigs = delta.sigs
+        last = vd.last_seen
+        # The hot loop of ingest: SigDelta.add inlined.
         for event, behaviour in pairs:
             sig = behaviour.signature
             signatures.append(sig)
             ts = float(event["ts"])
-            if ts > vd.last_seen:
-                vd.last_seen = ts
-            key = (function, version, sig)
-            sd = sigs.get(key)
+            if ts > last:
+                last = ts
+            sd = sigs.get(sig)
             if sd is None:
                 sd = SigDelta(behaviour.kind, behaviour.sensitivity)
-                sigs[key] = sd
-            sd.add(ts, event["module"])
+                sigs[sig] = sd
+            sd.count += 1
+            if ts < sd.first_seen:
+                sd.first_seen = ts
+            if ts > sd.last_seen:
+                sd.last_seen = ts
+            sd.packages.add(event["module"])
             if sig not in seen:
                 sd.invocations += 1
                 seen.add(sig)
+        vd.last_seen = last
         delta.invocations.append(
             Invocation(
                 function,

@@ -144,8 +144,13 @@ def pattern_part(part: str, numbers: bool) -> str:
     return _STARS.sub("*", text)
 
 
+@functools.cache
+def _prefixes(roots: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(root + "/" for root in roots)
+
+
 def _in_roots(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == root or path.startswith(root + "/") for root in roots)
+    return path.startswith(_prefixes(roots)) or path in roots
 
 
 @functools.lru_cache(maxsize=65536)
