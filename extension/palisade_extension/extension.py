@@ -29,7 +29,6 @@ import time
 from typing import Any
 
 from palisade_extension import batch as batches
-from palisade_extension import schemas
 from palisade_extension import settings as settings_module
 from palisade_extension.collector import Collector
 from palisade_extension.drops import Drops
@@ -145,10 +144,6 @@ class Extension:
 
     def start(self, api: LambdaApi, info: dict[str, Any]) -> None:
         """Subscribe to telemetry and start the shipper and the outside view."""
-        # Load the record schema now, off the layer's synchronous path.
-        threading.Thread(
-            target=_warm_schemas, name="palisade-warm", daemon=True
-        ).start()
         env = os.environ
         self.source = {
             "function": str(
@@ -341,13 +336,6 @@ class Extension:
             log.error(message, *args)
 
 
-def _warm_schemas() -> None:
-    try:
-        schemas.validator("record")
-    except Exception as exc:  # reported again, with context, on the first record
-        log.debug("cannot load the record schema yet: %r", exc)
-
-
 def configure_logging(level: str) -> None:
     """Send the package's log lines to stderr (CloudWatch in Lambda)."""
     logger = logging.getLogger("palisade_extension")
@@ -366,6 +354,7 @@ def configure_logging(level: str) -> None:
 def run(name: str, settings: dict[str, Any] | None = None) -> int:
     """Run the extension until SHUTDOWN; returns the process exit status."""
     settings = settings or settings_module.load()
+    _start_thread_excepthook()
     try:
         api = LambdaApi(os.environ.get("AWS_LAMBDA_RUNTIME_API", ""))
     except LambdaApiError as exc:

@@ -3,8 +3,8 @@
 They live in the layer package (``palisade/schemas``). The extension finds that
 directory without importing the package, so none of the layer's code runs here.
 
-Limitation: without the layer package on the path the schemas cannot be found;
-the server then keeps records unvalidated (and says so once).
+Records on the socket are checked by the faster ``records`` module; these
+validators serve the policy and the tests.
 """
 
 from __future__ import annotations
