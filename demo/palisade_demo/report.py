@@ -153,8 +153,12 @@ class DemoReport:
         blocks = [a.modes["block"] for a in self.attacks if "block" in a.modes]
         ran_block = [m for m in blocks if m.ran]
         stopped = sum(1 for m in ran_block if m.blocked and m.effect is None)
+        skipped = sum(
+            1 for a in self.attacks if not any(m.ran for m in a.modes.values())
+        )
+        not_run = f" ({skipped} not run)" if skipped else ""
         return (
-            f"Summary: {detected}/{len(self.attacks)} attacks detected, "
+            f"Summary: {detected}/{len(self.attacks)} attacks detected{not_run}, "
             f"{stopped}/{len(ran_block)} stopped in block mode, "
             f"{self.false_alerts} false alerts after learning -> "
             f"{'OK' if self.ok else 'NOT OK'}"
@@ -194,7 +198,8 @@ class DemoReport:
         out.append("Attacks (alerted: the analyzer raised an alert; blocked: the layer")
         out.append("refused an operation; effect: what the stand-ins observed)")
         for a in self.attacks:
-            mark = "PASS" if self.attack_ok(a) else "FAIL"
+            ran = any(m.ran for m in a.modes.values())
+            mark = ("PASS" if self.attack_ok(a) else "FAIL") if ran else "SKIP"
             out.append(f"  [{mark}] {a.id} on {a.function}: {a.title}")
             out.append(f"         via {a.vector}")
             for mode in MODES:
@@ -299,8 +304,11 @@ class DemoReport:
                 bad = mode == "block" and m.effect is not None
                 cls = "bad" if bad else ("warn" if m.effect else "good")
                 cells.append(f'<td class="{cls}">{esc(m.effect or "none")}</td>')
-            mark = "PASS" if self.attack_ok(a) else "FAIL"
-            cells.append(_cell(mark == "PASS", mark, mark))
+            if any(m.ran for m in a.modes.values()):
+                mark = "PASS" if self.attack_ok(a) else "FAIL"
+                cells.append(_cell(mark == "PASS", mark, mark))
+            else:
+                cells.append('<td class="skip">SKIP</td>')
             attack_rows.append("<tr>" + "".join(cells) + "</tr>")
         notes = "".join(f"<li>{esc(n)}</li>" for n in self.notes)
         summary = esc(self.summary())

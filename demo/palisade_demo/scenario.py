@@ -273,9 +273,10 @@ class Scenario:
         # Several execution environments, as Lambda scales: what a function does
         # while it initialises is then seen more than once.
         chunk = -(-len(steps) // sizes.cold_starts)
-        for start in range(0, len(steps), chunk):
+        for n, start in enumerate(range(0, len(steps), chunk), 1):
+            what = f"learning in environment {n}/{sizes.cold_starts}"
             with self._sandbox(fn, protected=True, policy=None) as box:
-                ran = self._run_steps(fn, box, steps[start : start + chunk], "learning")
+                ran = self._run_steps(fn, box, steps[start : start + chunk], what)
             self._await_stored(fn, ran)
         rounds = 0
         while self.analyzer.state(fn.name) != "stable" and rounds < sizes.extra_rounds:
