@@ -335,3 +335,40 @@ def test_batch_json_lines_partitioned_for_athena(aws_env):
         lines = [json.loads(x) for x in body.splitlines()]
         assert [x["type"] for x in lines[:2]] == ["batch", "invocation"]
         assert {x["type"] for x in lines[2:]} == {"event"}
+
+
+def test_two_aws_instances_interleaved(aws_env):
+    """Two analyzer instances (own clients, own ingestors) work on one function at
+    once: each prepares its batch from the same stale profile, then both apply.
+    Atomic ADDs and conditional min/max writes lose nothing: the profile equals
+    the one a single SQLite instance builds from the same batches.
+
+    (Interleaved deterministically: moto's in-process DynamoDB is not thread-safe.)
+    """
+    from moto import mock_aws
+
+    from palisade_analyzer.aws_store import AWSStore
+
+    rec, records = _records(11)  # with the init record: 12, six pairs
+    docs = [rec.batch([r]) for r in reversed(records)]
+    with mock_aws():
+        stores = [
+            AWSStore(table_prefix="multi-", bucket="multi-trail", region="us-east-1")
+            for _ in range(2)
+        ]
+        stores[0].create_tables()
+        ingestors = [
+            Ingestor(st, KeyRing.from_document(KEYS_DOC), LEARNING) for st in stores
+        ]
+        for first, second in zip(docs[0::2], docs[1::2], strict=True):
+            delta_a = ingestors[0].prepare(first, first["records"], 0.0)
+            delta_b = ingestors[1].prepare(second, second["records"], 0.0)
+            assert stores[1].apply(delta_b).stored
+            assert stores[0].apply(delta_a).stored
+        reference = SQLiteStore(":memory:")
+        ref_ing = Ingestor(reference, KeyRing.from_document(KEYS_DOC), LEARNING)
+        for doc in docs:
+            send(ref_ing, doc)
+        assert snapshot(stores[1]) == snapshot(reference)
+        assert snapshot(stores[0]) == snapshot(reference)
+        reference.close()
