@@ -377,7 +377,16 @@ def _learn(
             "variant would have no policy"
         )
     roots = [str(REPO / "demo"), str(REPO / "layer"), str(opts.full)]
-    return policylearn.build_policy(records, f"bench-{spec.name}", roots, variables)
+    policy = policylearn.build_policy(records, f"bench-{spec.name}", roots, variables)
+    try:
+        from palisade.policy import load_engine
+
+        load_engine(policy)
+    except Exception as exc:
+        raise BenchError(
+            f"the policy learnt for {spec.name} is not valid for the layer: {exc}"
+        ) from exc
+    return policy
 
 
 @dataclass
@@ -501,7 +510,8 @@ def _run(plan: Plan) -> dict[str, Any]:
         blocked: dict[str, list[str]] = {}
         # Runs after every sandbox has shut down (and flushed), before the work
         # folder goes: what the block variant refused, as evidence.
-        stack.callback(_collect_blocked, work, blocked)
+        attack_ids: set[str] = set()
+        stack.callback(_collect_blocked, work, blocked, attack_ids)
         with _aws_env():
             specs = _specs(endpoint, port, pool=24)
 
@@ -552,6 +562,7 @@ def _run(plan: Plan) -> dict[str, Any]:
         if not plan.quick and rounds.noisy() and plan.may_repeat(block_cost + 150):
             log.info("invocation: ratios spread wide across blocks; one more block")
             rounds.run(warmup + done, block, measured=True)
+        attacks = _attack_checks(boxes, endpoint, plan, attack_ids)
         for (name, variant), box in boxes.items():
             if variant == "palisade":
                 for pid in box.extension_pids.values():
@@ -564,15 +575,94 @@ def _run(plan: Plan) -> dict[str, Any]:
         "ext_rss": ext_rss,
         "variants": variants,
         "blocked": blocked,
+        "attacks": attacks,
     }
 
 
-def _collect_blocked(work: Path, out: dict[str, list[str]]) -> None:
-    """Distinct events the block variants refused, per function."""
+ATTACKS = {
+    "orders_api": (
+        "path traversal: GET /exports?name=/proc/self/environ",
+        "the export download joins the query parameter to its folder unchecked",
+    ),
+    "file_processor": (
+        "command injection: an uploaded .gz whose key breaks out of the shell word",
+        "the .gz branch pastes the key into `gzip -dc '...' | wc -c`; the injected "
+        "command is `true`; S3 delivers the key URL-encoded in the event",
+    ),
+}
+
+
+def _attack_event(name: str, endpoint: str) -> Any:
+    events = _demo_events()
+    rng = random.Random(99)
+    if name == "orders_api":
+        return events.api_event(
+            rng, "GET", "/exports", query={"name": "/proc/self/environ"}
+        )
+    import gzip
+
+    key = "uploads/archive';true;'.gz"
+    body = gzip.compress(b"quarterly report\n", mtime=0)
+    with _aws_env():
+        _boto(endpoint, "s3").put_object(Bucket="bench-uploads", Key=key, Body=body)
+    return events.s3_event(rng, "bench-uploads", key, body)
+
+
+def _attack_checks(
+    boxes: dict[tuple[str, str], Any], endpoint: str, plan: Plan, ids: set[str]
+) -> dict[str, dict[str, str]]:
+    """Not timed: does each protecting variant stop the demo's own bugs?
+
+    A check that the protection under test was really configured: the same
+    malicious event goes to every variant after the measurement.
+    """
+    out: dict[str, dict[str, str]] = {}
+    for name in ATTACKS:
+        if name not in plan.handlers:
+            continue
+        event = _attack_event(name, endpoint)
+        out[name] = {}
+        for variant in ("unprotected", "palisade", "palisade-block", "zen"):
+            box = boxes.get((name, variant))
+            if box is None:
+                continue
+            result = box.invoke(event)
+            ids.add(result.request_id)
+            error = result.error or {}
+            if result.ok:
+                status = result.payload
+                if isinstance(status, dict) and "statusCode" in status:
+                    verdict = f"ran: HTTP {status['statusCode']}"
+                else:
+                    verdict = "ran to completion"
+            else:
+                verdict = (
+                    f"stopped: {error.get('errorType')}: "
+                    f"{str(error.get('errorMessage', ''))[:140]}"
+                )
+            out[name][variant] = verdict
+    return out
+
+
+def _collect_blocked(
+    work: Path, out: dict[str, list[str]], attack_ids: set[str]
+) -> None:
+    """Distinct events the block variants refused, per function, and their modes.
+
+    ``out["<name>:modes"]`` lists the modes the records reported, to prove the
+    block variant really ran in block mode (an unusable policy falls back to
+    monitor).
+    """
     for path in work.glob("batches-*-palisade-block.jsonl"):
         name = path.name[len("batches-") : -len("-palisade-block.jsonl")]
         seen: dict[str, None] = {}
-        for record in policylearn.records_from_batches(path):
+        records = [
+            r
+            for r in policylearn.records_from_batches(path)
+            if r.get("request_id") not in attack_ids
+        ]
+        out[f"{name}:modes"] = sorted({str(r.get("mode")) for r in records})
+        for record in records:
             for event in record.get("events", []):
                 if event.get("verdict") == "blocked":
                     what = f"{event['kind']} {event['op']} {event['target']}"
@@ -674,6 +764,19 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
                         label,
                         "ms",
                         s.failure or "no successful invocation",
+                    )
+                )
+                continue
+            modes = run["blocked"].get(f"{name}:modes")
+            if variant == "palisade-block" and modes is not None and modes != ["block"]:
+                figures.append(
+                    not_measured(
+                        fid,
+                        SECTION,
+                        label,
+                        "ms",
+                        f"the records of the block variant report mode(s) {modes}: "
+                        "the layer did not enforce the learnt policy",
                     )
                 )
                 continue
@@ -848,6 +951,22 @@ def _extension_breakdown(plan: Plan) -> tuple[list[Figure], dict[str, Any]]:
     return figures, {"trivial_extension_ms": durations}
 
 
+def _attack_notes(attacks: dict[str, dict[str, str]]) -> str:
+    if not attacks:
+        return ""
+    lines = [
+        "Protection check (not timed; the same malicious event sent to each "
+        "variant after the measurement):",
+        "",
+    ]
+    for name, verdicts in attacks.items():
+        what, why = ATTACKS[name]
+        lines.append(f"- **{name}**, {what} ({why}):")
+        for variant, verdict in verdicts.items():
+            lines.append(f"  - {VARIANT_LABELS[variant]}: {verdict}")
+    return "\n".join(lines) + "\n\n"
+
+
 def measure(plan: Plan) -> dict[str, Any]:
     """Wrapper cost, then the demo functions end to end in every variant."""
     figures, raw = _wrapper(plan)
@@ -861,10 +980,12 @@ def measure(plan: Plan) -> dict[str, Any]:
             figures.append(not_measured(fid, SECTION, name, unit, str(exc), budget))
         return {"figures": figures, "raw": raw}
     more, more_raw = _series_figures(run)
+    more_raw["attack_checks"] = run["attacks"]
     return {
         "figures": figures + more,
         "raw": {**raw, **more_raw},
-        "notes": "Durations are the sandbox's invoke phase (event to runtime and "
+        "notes": _attack_notes(run["attacks"])
+        + "Durations are the sandbox's invoke phase (event to runtime and "
         "every extension back in /next, what Lambda bills), over the same event "
         "stream for every variant, variants alternating. The block variant's "
         "policy was learnt from a monitor-mode pass over a different benign "
