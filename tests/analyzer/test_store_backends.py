@@ -346,7 +346,6 @@ def test_two_aws_instances_interleaved(aws_env):
     (Interleaved deterministically: moto's in-process DynamoDB is not thread-safe.)
     """
     from moto import mock_aws
-
     from palisade_analyzer.aws_store import AWSStore
 
     rec, records = _records(11)  # with the init record: 12, six pairs
