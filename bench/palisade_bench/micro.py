@@ -266,4 +266,31 @@ def _figures(
                     budget,
                 )
             )
+    figures += _attribution(medians)
     return figures
+
+
+def _attribution(medians: dict[str, dict[str, list[float]]]) -> list[Figure]:
+    """What attribution itself costs per operation: attribution on minus off."""
+    out: list[Figure] = []
+    on, off = medians.get("palisade"), medians.get("palisade-noattr")
+    if not on or not off:
+        return out
+    for op in OPS:
+        if op in UNINTERESTING or not on[op] or not off[op]:
+            continue
+        a, b = stats.median(on[op]), stats.median(off[op])
+        out.append(
+            Figure(
+                id=f"micro.{op}.attribution",
+                section=SECTION,
+                name=f"{OP_LABELS[op]}: attribution's share (on minus off)",
+                value=a - b,
+                unit="ns",
+                n=min(len(on[op]), len(off[op])),
+                ratio=stats.ratio(a, b),
+                baseline=b,
+                context="PALISADE_ATTRIBUTION=on vs off, both Palisade monitor",
+            )
+        )
+    return out

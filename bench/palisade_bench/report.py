@@ -184,6 +184,13 @@ def render(
             "",
         ]
     lines += [
+        "Run it with `make bench` (the full run, under ten minutes on two cores), "
+        "`palisade bench --quick` (tiny counts, a check of the harness), "
+        "`--only micro,invocation,...` for some sections, `--out DIR` to write "
+        "elsewhere. Each run adds a results file under `bench/results/`; earlier "
+        'ones are kept, and the latest earlier full run fills the "previous run" '
+        "column.",
+        "",
         "## Machine",
         "",
         f"- date (UTC): {m['date']}; git commit: `{m.get('git_commit') or 'unknown'}`"
