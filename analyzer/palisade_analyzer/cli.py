@@ -294,13 +294,18 @@ def _trail(argv: list[str]) -> int:
     parser.add_argument("function")
     parser.add_argument("--request-id", help="one invocation")
     parser.add_argument("--since", help="unix seconds, ISO 8601, or 15m / 2h / 7d")
+    parser.add_argument(
+        "--limit", type=int, default=20, help="most recent invocations (20)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     since = _since(args.since)
+    if args.limit < 1:
+        raise _UsageError(f"--limit must be at least 1, not {args.limit}")
     settings = _settings(args)
     store = open_store(args, settings, create=False)
     try:
-        view = trail_view(store, args.function, args.request_id, since)
+        view = trail_view(store, args.function, args.request_id, since, args.limit)
     finally:
         store.close()
     if not view["invocations"]:
@@ -334,7 +339,7 @@ def _trail(argv: list[str]) -> int:
 
 
 def trail_main(argv: list[str]) -> int:
-    """``palisade trail FUNCTION [--request-id ID] [--since T] [--json]``."""
+    """``palisade trail FUNCTION [--request-id ID] [--since T] [--limit N]``."""
     return _run("trail", _trail, argv)
 
 

@@ -8,7 +8,8 @@ Endpoints (all JSON; errors are ``{"error": code, "message": ...}``):
 - ``GET /v1/stats``: ingest counters (stored, duplicates, each rejection code).
 - ``GET /v1/functions``: every function with its versions and learning state.
 - ``GET /v1/functions/<f>/profile[?version=V]``: a version's profile.
-- ``GET /v1/functions/<f>/trail[?request_id=ID][&since=T]``: events in order.
+- ``GET /v1/functions/<f>/trail[?request_id=ID][&since=T][&limit=N]``: events in
+  order, of the N (100) most recent invocations.
 - ``GET /v1/functions/<f>/policy[?stage=S][&min_invocations=N][&version=V]``: a
   proposed policy.
 - ``GET /v1/alerts[?since=T][&function=F][&format=native|ocsf]``.
@@ -144,8 +145,15 @@ class _Handler(BaseHTTPRequestHandler):
                     )
                 return 200, view
             if what == "trail":
+                text = query.get("limit", "100")
+                if not text.isdigit():
+                    raise _BadRequest(400, "bad_limit", f"limit {text!r}: an integer")
                 return 200, trail_view(
-                    store, function, query.get("request_id"), self._since(query)
+                    store,
+                    function,
+                    query.get("request_id"),
+                    self._since(query),
+                    int(text),
                 )
             if what == "policy":
                 return 200, self._policy(function, query)

@@ -82,10 +82,21 @@ def profile_view(
 
 
 def trail_view(
-    store: Store, function: str, request_id: str | None, since: float | None
+    store: Store,
+    function: str,
+    request_id: str | None,
+    since: float | None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    """Invocations of a function (or one request) with their events in order."""
+    """Invocations of a function (or one request) with their events in order.
+
+    ``limit`` keeps the most recent invocations only.
+    """
     invocations = store.invocations(function, request_id=request_id, since=since)
+    if limit is not None and len(invocations) > limit:
+        invocations = invocations[-limit:] if limit > 0 else []
+        if invocations:
+            since = min(i.started_at for i in invocations) if since is None else since
     events = store.trail(function, request_id=request_id, since=since)
     by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for event in events:

@@ -86,6 +86,16 @@ def test_trail_of_one_request(db, capsys):
     assert [e["seq"] for e in view["invocations"][0]["timeline"]] == [0, 1, 2]
 
 
+def test_trail_limit_keeps_the_most_recent(db, capsys):
+    """--limit 2 prints the two most recent invocations, the attack last."""
+    path, rid = db
+    assert main(["trail", FUNCTION, "--db", path, "--limit", "2", "--json"]) == 0
+    view = json.loads(capsys.readouterr().out)
+    assert len(view["invocations"]) == 2
+    assert view["invocations"][-1]["request_id"] == rid
+    assert all(inv["timeline"] for inv in view["invocations"])
+
+
 def test_policy_suggest_to_file(db, tmp_path, capsys):
     """`palisade policy suggest --output` writes a schema-valid staged policy."""
     path, _ = db
@@ -118,6 +128,7 @@ def test_policy_suggest_to_file(db, tmp_path, capsys):
         (["profile"], "the following arguments are required: function"),
         (["alerts", "--since", "someday"], "--since"),
         (["trail", FUNCTION, "--since", "yesterday-ish"], "--since"),
+        (["trail", FUNCTION, "--limit", "0"], "at least 1"),
         (["policy", "suggest", FUNCTION, "--stage", "yolo"], "invalid choice"),
         (["policy", "suggest", FUNCTION, "--min-invocations", "0"], "at least 1"),
         (["analyzer"], "usage"),
