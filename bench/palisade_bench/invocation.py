@@ -848,6 +848,22 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
                     budget,
                 )
             )
+    for name, mb in sorted(run["ext_rss"].items()):
+        figures.append(
+            judged(
+                Figure(
+                    id=f"invocation.extension_rss.{name}",
+                    section=SECTION,
+                    name=f"{name}: extension VmRSS after the run",
+                    value=mb,
+                    unit="MB",
+                    n=1,
+                    context="read from /proc/<pid>/status after every invocation "
+                    "of this function",
+                ),
+                "extension_rss_mb",
+            )
+        )
     raw = {
         "latencies_ms": latencies,
         "variants": list(run["variants"]),
