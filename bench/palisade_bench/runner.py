@@ -105,5 +105,16 @@ def write_results(results: dict[str, Any], plan: Plan) -> Path:
     commit = (results["machine"].get("git_commit") or "nogit")[:10]
     suffix = "-quick" if plan.quick else ""
     path = plan.results_dir / f"{stamp}-{commit}{suffix}.json"
-    path.write_text(json.dumps(results, indent=1, sort_keys=False) + "\n")
+    path.write_text(json.dumps(_rounded(results), indent=1) + "\n")
     return path
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` with floats rounded to 4 decimals (the files stay small)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    return value
