@@ -551,17 +551,18 @@ pre {{ background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: 12px; }}
 <p>{started} &middot; network: {network}</p>
 <p><b>{summary}</b></p>
 <h2>Benign traffic</h2>
-<p>Figures from the analyzer's store. False alerts: alerts the analyzer raised or
-updated while benign events were replayed after learning.</p>
+<p>Figures from the analyzer's store. False alerts: analyzer alerts whose evidence
+names one of the benign requests replayed after learning; false blocks: trail events
+of those requests with verdict blocked.</p>
 {benign_svg}
 <table><tr><th>function</th><th>what it does</th><th>learned invocations</th>
 <th>profile</th><th>signatures</th><th>policy rules</th><th>replayed (alert mode)</th>
 <th>false alerts</th><th>replayed (block mode)</th><th>false blocks</th></tr>
 {function_rows}</table>
 <h2>Attacks</h2>
-<p>Alerted: the analyzer raised an alert during the attack. Blocked: the layer refused
-an operation (trail verdict). Effect: what the stand-in servers, the marker files or
-the function's answer showed.</p>
+<p>Alerted: an analyzer alert names one of the attack's requests. Blocked: the layer
+refused an operation (trail verdict). Effect: what the stand-in servers, the marker
+files or the function's answer showed.</p>
 {attack_svg}
 <table><tr><th>attack</th><th>function</th><th>vector</th>
 <th>alert mode: alerted</th><th>layer</th><th>effect</th>
