@@ -197,7 +197,9 @@ def render(
         + (" (with uncommitted changes)" if m.get("git_dirty") else ""),
         f"- CPU: {m['cpu_model']}, {m['nproc']} cores (nproc); memory: "
         f"{m.get('memory_mb')} MB; kernel {m['kernel']}",
-        f"- Python {m['python']} ({m['python_implementation']})",
+        f"- Python {m['python']} ({m['python_implementation']}); one `lstat` system "
+        f"call costs {m.get('lstat_us', '?')} µs here (context for per-operation "
+        "figures: each system call a guard adds costs about this much)",
         f"- load average at start {m.get('load_average_start')}, at end "
         f"{m.get('load_average_end')}; run took {results.get('elapsed_s')} s",
         "- not AWS Lambda: absolute times will differ there; the ratios are the point.",
