@@ -213,6 +213,20 @@ def on_truncate(args: tuple[Any, ...]) -> None:
     _file("truncate", args[0], None, True, length=args[1])
 
 
+def on_sqlite(args: tuple[Any, ...]) -> None:
+    """``sqlite3.connect``: SQLite opens the file in C, so there is no ``open``."""
+    raw = args[0] if args else None
+    text = paths.fspath(raw)
+    if text is None or text == ":memory:" or text.startswith("file:") or not text:
+        return
+    path = paths.absolute(text)
+    if path is None:
+        return
+    path = paths.resolve(path)
+    op = "write" if os.path.lexists(path) else "create"
+    observe("file", op, path, {"via": "sqlite3"})
+
+
 def on_list(args: tuple[Any, ...]) -> None:
     """``os.listdir`` / ``os.scandir``, recorded under sensitive trees only."""
     raw = args[0] if args else None
@@ -591,6 +605,7 @@ DISPATCH: dict[str, Callable[[tuple[Any, ...]], None]] = {
     "os.symlink": on_symlink,
     "os.link": on_link,
     "os.truncate": on_truncate,
+    "sqlite3.connect": on_sqlite,
     "os.listdir": on_list,
     "os.scandir": on_list,
     "subprocess.Popen": on_popen,

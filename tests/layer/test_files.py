@@ -98,6 +98,14 @@ CASES = [
     ),
     ("link", ["a.txt"], "os.link(W + '/a.txt', W + '/h')", "link", "a.txt", "absent:h"),
     (
+        "sqlite",
+        [],
+        "import sqlite3; sqlite3.connect(W + '/db.sqlite').close()",
+        "create",
+        "db.sqlite",
+        "absent:db.sqlite",
+    ),
+    (
         "truncate",
         ["a.txt"],
         "os.truncate(W + '/a.txt', 0)",
