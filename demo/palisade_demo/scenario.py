@@ -338,7 +338,10 @@ class Scenario:
         self, fn: FunctionSpec, figures: FunctionFigures, mode: str, ran: Ran
     ) -> None:
         assert self.analyzer is not None
-        view = self.analyzer.window(fn.name, ran.started, ran.ended, ran.request_ids)
+        # The replay starts a fresh environment: its init belongs to it too.
+        view = self.analyzer.window(
+            fn.name, ran.started, ran.ended, ran.request_ids, include_init=True
+        )
         failed = sum(1 for r in ran.results if not _ok(r))
         if mode == "alert":
             figures.replay_invocations = view.invocations
