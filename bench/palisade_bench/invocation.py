@@ -562,7 +562,7 @@ def _run(plan: Plan) -> dict[str, Any]:
         if not plan.quick and rounds.noisy() and plan.may_repeat(block_cost + 150):
             log.info("invocation: ratios spread wide across blocks; one more block")
             rounds.run(warmup + done, block, measured=True)
-        attacks = _attack_checks(boxes, endpoint, plan, attack_ids)
+        attacks = _attack_checks(boxes, endpoint, port, plan, attack_ids)
         for (name, variant), box in boxes.items():
             if variant == "palisade":
                 for pid in box.extension_pids.values():
@@ -584,6 +584,12 @@ ATTACKS = {
         "path traversal: GET /exports?name=/proc/self/environ",
         "the export download joins the query parameter to its folder unchecked",
     ),
+    "partner_notifier": (
+        "server-side request forgery: a message whose callback_url names a host "
+        "the function never calls (`vm`, which /etc/hosts maps to 127.0.0.1, where "
+        "the stand-in answers)",
+        "the callback URL comes from the message and is fetched unchecked",
+    ),
     "file_processor": (
         "command injection: an uploaded .gz whose key breaks out of the shell word",
         "the .gz branch pastes the key into `gzip -dc '...' | wc -c`; the injected "
@@ -592,9 +598,17 @@ ATTACKS = {
 }
 
 
-def _attack_event(name: str, endpoint: str) -> Any:
+def _attack_event(name: str, endpoint: str, port: int) -> Any:
     events = _demo_events()
     rng = random.Random(99)
+    if name == "partner_notifier":
+        message = {
+            "order_id": "ord-0000000001",
+            "status": "shipped",
+            "customer": "acme",
+            "callback_url": f"http://vm:{port}/steal",
+        }
+        return events.sqs_event([events.sqs_record(rng, message, "order-updates")])
     if name == "orders_api":
         return events.api_event(
             rng, "GET", "/exports", query={"name": "/proc/self/environ"}
@@ -609,7 +623,11 @@ def _attack_event(name: str, endpoint: str) -> Any:
 
 
 def _attack_checks(
-    boxes: dict[tuple[str, str], Any], endpoint: str, plan: Plan, ids: set[str]
+    boxes: dict[tuple[str, str], Any],
+    endpoint: str,
+    port: int,
+    plan: Plan,
+    ids: set[str],
 ) -> dict[str, dict[str, str]]:
     """Not timed: does each protecting variant stop the demo's own bugs?
 
@@ -620,7 +638,7 @@ def _attack_checks(
     for name in ATTACKS:
         if name not in plan.handlers:
             continue
-        event = _attack_event(name, endpoint)
+        event = _attack_event(name, endpoint, port)
         out[name] = {}
         for variant in ("unprotected", "palisade", "palisade-block", "zen"):
             box = boxes.get((name, variant))
@@ -633,6 +651,9 @@ def _attack_checks(
                 status = result.payload
                 if isinstance(status, dict) and "statusCode" in status:
                     verdict = f"ran: HTTP {status['statusCode']}"
+                elif isinstance(status, dict) and status.get("batchItemFailures"):
+                    error_text = str((status.get("results") or [{}])[0].get("error"))
+                    verdict = f"stopped inside the handler: {error_text[:140]}"
                 else:
                     verdict = "ran to completion"
             else:
