@@ -199,6 +199,61 @@ class Detector:
             else:
                 out[key] = alert
 
+    def outside(
+        self,
+        function: str,
+        version: str,
+        findings: Sequence[tuple[Mapping[str, Any], Behaviour]],
+        out: dict[tuple[str, str, str], Alert],
+    ) -> None:
+        """Alerts for what the extension saw in /proc and the layer did not report.
+
+        An unreported process or connection alerts whatever the state (at least
+        0.9: native code or tampering); an unreported library is scored like any
+        behaviour, since C extensions load libraries the layer cannot see.
+        """
+        for finding, behaviour in findings:
+            newness = self.newness(behaviour.signature) or "known"
+            factor = NEWNESS.get(newness, 0.0) if self.state == "stable" else 0.0
+            score = factor * behaviour.weight
+            if behaviour.sensitivity != "unreported-library":
+                score = max(score, 0.9)
+            if score < self.settings.alert_min_score:
+                continue
+            ts = float(finding["observed_at"])
+            evidence = {
+                "request_id": finding.get("request_id"),
+                "ts": ts,
+                "target": finding["target"],
+                "detail": finding.get("detail") or {},
+                "source": "extension /proc view",
+            }
+            alert = Alert(
+                function=function,
+                version=version,
+                signature=behaviour.signature,
+                kind=behaviour.kind,
+                sensitivity=behaviour.sensitivity,
+                severity=severity_of(score),
+                score=score,
+                newness="outside" if newness == "known" else newness,
+                reasons=[
+                    f"the extension saw this {finding['kind']} in /proc but the layer "
+                    "did not report it (native code or tampering)"
+                ],
+                count=1,
+                first_seen=ts,
+                last_seen=ts,
+                evidence=[evidence],
+                last_evidence=evidence,
+                state=self.state,
+            )
+            key = (function, version, behaviour.signature)
+            if key in out:
+                out[key].merge(alert)
+            else:
+                out[key] = alert
+
     def _fold_dns(self, candidates: dict[str, _Candidate]) -> None:
         if not candidates:
             return

@@ -49,7 +49,7 @@ from .schemas import (
     record_validator,
 )
 from .settings import Settings
-from .signatures import Behaviour, behaviour_of
+from .signatures import Behaviour, behaviour_of, outside_behaviour
 from .signing import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -277,11 +277,13 @@ class Ingestor:
             )
         with self._lock:
             delta = self.prepare(doc, records, self.clock())
-            delta.stats = {
-                "batches.stored": 1,
-                "records.stored": len(records),
-                "events.stored": delta.event_count,
-            }
+            delta.stats.update(
+                {
+                    "batches.stored": 1,
+                    "records.stored": len(records),
+                    "events.stored": delta.event_count,
+                }
+            )
             if rejected:
                 delta.stats["records.rejected"] = rejected
             result = self.store.apply(delta)
@@ -401,7 +403,40 @@ class Ingestor:
                 delta.sigs[(function, version, sig)] = sd
             self._learning(delta, vd, function, version, ctx, names)
             delta.versions[(function, version)] = vd
+        self._outside(delta, doc)
+        for reason, count in (doc.get("drops") or {}).items():
+            delta.stats[f"drops.{reason}"] = (
+                delta.stats.get(f"drops.{reason}", 0) + count
+            )
         return delta
+
+    def _outside(self, delta: BatchDelta, doc: Mapping[str, Any]) -> None:
+        """Learn and score the extension's /proc findings of the batch's source."""
+        findings = [
+            (item, outside_behaviour(item["kind"], item["target"]))
+            for item in doc.get("outside") or []
+        ]
+        if not findings:
+            return
+        function, version = doc["source"]["function"], doc["source"]["version"]
+        names = {b.signature for _, b in findings}
+        ctx = self.store.load_context(function, version, names)
+        Detector(ctx, self.settings).outside(function, version, findings, delta.alerts)
+        vd = delta.versions.setdefault((function, version), VersionDelta())
+        for item, behaviour in findings:
+            ts = float(item["observed_at"])
+            vd.first_seen = min(vd.first_seen, ts)
+            vd.last_seen = max(vd.last_seen, ts)
+            key = (function, version, behaviour.signature)
+            sd = delta.sigs.get(key)
+            if sd is None:
+                sd = SigDelta(behaviour.kind, behaviour.sensitivity)
+                delta.sigs[key] = sd
+            sd.add(ts, "<native>")
+            sd.invocations += 1
+        if vd.stable_at is not None:
+            # The batch that ends learning is learned whole, findings included.
+            vd.stable_at = max(vd.stable_at, vd.last_seen)
 
     def _add_record(
         self,

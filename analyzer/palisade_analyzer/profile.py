@@ -100,7 +100,7 @@ def is_baseline(stats: SigStats, info: VersionInfo | None, settings: Settings) -
     """
     if info is None or not is_live(stats, info, settings):
         return False
-    return info.stable_at is None or stats.first_seen < info.stable_at
+    return info.stable_at is None or stats.first_seen <= info.stable_at
 
 
 def becomes_stable(

@@ -53,6 +53,9 @@ SENSITIVITY: dict[str, float] = {
     "aws": 0.4,
     "file-read": 0.3,
     "dns": 0.3,
+    "unreported-process": 1.0,
+    "unreported-network": 1.0,
+    "unreported-library": 0.5,
     "code-read": 0.1,
     "tmp-file": 0.1,
     "import": 0.1,
@@ -327,6 +330,16 @@ def behaviour_of(
 
 
 _CREDENTIALS = re.compile("|".join(fnmatch.translate(g) for g in CREDENTIAL_GLOBS))
+
+
+def outside_behaviour(kind: str, target: str) -> Behaviour:
+    """What the extension saw in /proc that the layer did not report.
+
+    ``outside:process:/usr/bin/nc``, ``outside:network:203.0.113.9:4444``,
+    ``outside:library:/tmp/*.so``: the mark of native code or tampering.
+    """
+    shown = pattern_path(target) if target.startswith("/") else target
+    return Behaviour(f"outside:{kind}:{shown}", "outside", f"unreported-{kind}")
 
 
 def _file_sensitivity(op: str, path: str) -> str:

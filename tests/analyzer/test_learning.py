@@ -207,3 +207,39 @@ def test_event_data_in_arguments_raises_severity(store, injected, severity):
         ("process:/usr/bin/unzip", severity)
     ]
     assert ("event data in arguments" in alerts[0].reasons) is injected
+
+
+def test_outside_view_findings_and_drops(store):
+    """The extension's /proc findings: an unreported process alerts at once; an
+    unreported library is learned like any behaviour; drops are counted."""
+    ing = _ingestor(store)
+    rec = Recorder()
+
+    def outside(kind, target):
+        return {
+            "kind": kind,
+            "target": target,
+            "detail": {"pid": 42},
+            "observed_at": rec.clock,
+            "request_id": None,
+        }
+
+    learning = rec.batch([rec.benign(i) for i in range(20)])
+    learning["outside"] = [outside("library", "/var/task/lib/libvips.so.42")]
+    learning["drops"] = {"buffer-full": 3}
+    assert send(ing, learning).new_alerts == []
+    assert store.version(FUNCTION, "1").state == "stable"
+
+    later = rec.batch([rec.benign(50)])
+    later["outside"] = [
+        outside("library", "/var/task/lib/libvips.so.42"),
+        outside("library", "/tmp/x.so"),
+        outside("process", "/usr/bin/nc"),
+    ]
+    alerts = send(ing, later).new_alerts
+
+    assert sorted((a.signature, a.severity) for a in alerts) == [
+        ("outside:library:/tmp/x.so", "medium"),
+        ("outside:process:/usr/bin/nc", "high"),
+    ]
+    assert store.stats()["drops.buffer-full"] == 3
