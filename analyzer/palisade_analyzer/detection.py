@@ -19,6 +19,10 @@ A DNS lookup of a host that the same invocation then connects to is folded into
 the network alert. Per-invocation rates above median + ``rate_mads`` scaled MADs
 (and at least ``rate_min_delta`` above the median) raise ``rate:<metric>``
 alerts on stable profiles.
+
+Limitation: detection reads the profile before the batch is applied; two analyzer
+instances scoring the same function at the same moment may both find a behaviour
+new (one alert, both counts, possibly sent twice).
 """
 
 from __future__ import annotations

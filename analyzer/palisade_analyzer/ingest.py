@@ -18,6 +18,10 @@ Stream payloads (Kinesis, SQS) carry the same signed bytes in an envelope::
 
     {"schema": "palisade.signed/1", "headers": {"X-Palisade-Key-Id": ...,
      "X-Palisade-Timestamp": ..., "X-Palisade-Signature": ...}, "body": "<batch>"}
+
+Limitation: the per-event work is Python (signature, counters, trail encoding);
+measured at 35,000-40,000 events/s of CPU on a shared machine, below the 50,000
+target. One ingestor applies one batch at a time.
 """
 
 from __future__ import annotations

@@ -16,8 +16,11 @@ behaviour the prior learned counts as known and ``relearn_min_invocations``
 suffice. Behaviour unseen for ``decay_seconds`` before the version's last seen
 counts as unknown again and drops out of policy suggestions.
 
-Limitation: the state transition is decided by the instance applying the batch
+Limitations: the state transition is decided by the instance applying the batch
 that crosses the thresholds; with many instances it may be taken one batch late.
+Data time follows the sender's clock, so a wrong clock shifts learning and decay.
+Above 32 per invocation the histogram buckets are powers of two, so the median
+and MAD there are approximate.
 """
 
 from __future__ import annotations

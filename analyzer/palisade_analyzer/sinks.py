@@ -4,6 +4,10 @@ Each sink takes formatted alert documents (native JSON or OCSF, chosen once per
 :class:`Dispatcher`). A failing sink is logged and counted and never stops the
 others nor the ingest that raised the alerts: alerts are stored before they are
 sent, so ``palisade alerts`` still shows them.
+
+Limitation: delivery is at most once. A sink that fails is not retried, and an
+alert whose process dies between commit and send is stored but never sent; a
+repeat of an alert is never sent, even when its severity rises.
 """
 
 from __future__ import annotations
