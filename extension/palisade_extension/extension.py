@@ -131,11 +131,11 @@ class Extension:
             self.policy_error = str(exc)
             log.error("policy unavailable: %s", exc)
 
-    def _keep_record(self, record: dict[str, Any]) -> None:
+    def _keep_record(self, record: dict[str, Any], body: bytes) -> None:
         path = None
         if self.spool is not None:
             try:
-                path = self.spool.journal(record)
+                path = self.spool.journal(body)
             except OSError as exc:
                 self._once("journal", "cannot journal records to the spool: %s", exc)
         self.collector.add_record(record, path)

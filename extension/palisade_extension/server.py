@@ -30,8 +30,8 @@ from palisade_extension.errors import FrameError
 
 log = logging.getLogger(__name__)
 
-# record -> spool path (or None); raises OSError only when it could not be kept.
-RecordSink = Callable[[dict[str, Any]], None]
+# (record, the frame body it came in) -> None; raises only when it could not be kept.
+RecordSink = Callable[[dict[str, Any], bytes], None]
 PolicyAnswer = Callable[[], dict[str, Any]]
 
 
@@ -164,7 +164,7 @@ class RecordServer:
                 except FrameError as exc:
                     self._refuse(conn, exc)
                     return
-                reply = self._answer(message)
+                reply = self._answer(message, payload[protocol.MAC_SIZE :])
                 conn.sendall(protocol.encode(self._key, reply))
         except OSError as exc:
             log.debug("layer connection ended: %s", exc)
@@ -182,7 +182,7 @@ class RecordServer:
         with contextlib.suppress(OSError):
             conn.sendall(protocol.encode_error(f"{exc.reason}: {exc}"))
 
-    def _answer(self, message: dict[str, Any]) -> dict[str, Any]:
+    def _answer(self, message: dict[str, Any], body: bytes) -> dict[str, Any]:
         seq = message["seq"]
         kind = message["type"]
         if kind == "policy":
@@ -205,7 +205,7 @@ class RecordServer:
             }
         assert isinstance(record, dict)
         try:
-            self._on_record(record)
+            self._on_record(record, body)
         except Exception as exc:
             self._drops.add("internal")
             log.exception("could not keep a record")

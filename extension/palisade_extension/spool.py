@@ -108,9 +108,13 @@ class Spool:
         log.warning("spool is full: dropped %s (%d records)", path, count)
         self.remove(path)
 
-    def journal(self, record: dict[str, Any]) -> str | None:
-        """Keep a record until it is part of a spooled batch; None if no room."""
-        data = json.dumps(record, separators=(",", ":")).encode("utf-8")
+    def journal(self, data: bytes) -> str | None:
+        """Keep a record until it is part of a spooled batch; None if no room.
+
+        ``data`` is the JSON of the record, or of the frame that carried it
+        (``{"type": "record", "record": {...}}``), as received: not re-encoding
+        saves milliseconds for large records on the layer's path.
+        """
         return self._write(
             os.path.join(self.root, RECORDS), self._name() + ".json", data
         )
@@ -121,7 +125,9 @@ class Spool:
         found = []
         for path in self._list(directory):
             record = self.load(path)
-            if record is None:
+            if record is not None and record.get("type") == "record":
+                record = record.get("record")
+            if not isinstance(record, dict):
                 self.remove(path)
                 self._drops.add("spool-corrupt")
                 continue

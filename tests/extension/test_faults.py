@@ -299,7 +299,9 @@ def test_outside_view_reports_native_child_and_connection(run):
     listener.listen(4)
     port = listener.getsockname()[1]
     try:
-        r = run(PALISADE_OUTSIDE_VIEW="on", PALISADE_OUTSIDE_BUDGET_MS="2000")
+        r = run(
+            timeout=10.0, PALISADE_OUTSIDE_VIEW="on", PALISADE_OUTSIDE_BUDGET_MS="2000"
+        )
         r.box.invoke({"n": 0})
         native = r.box.invoke({"action": "native", "port": port})
         assert native.ok, native.error

@@ -30,7 +30,7 @@ def served(short_dir: str) -> Iterator[tuple[RecordServer, Collector, Drops, dic
         paths["sock"],
         key,
         drops,
-        collector.add_record,
+        lambda record, body: collector.add_record(record),
         lambda: {"policy": {"version": 1}, "source": "inline"},
     )
     server.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 
@@ -102,7 +103,9 @@ def test_spool_survives_a_restart(short_dir):
     spool = Spool(root, 1 << 20, drops)
     batch = _batch(1)
     spool.put("flaky", batch)
-    journal = spool.journal(make_record("late"))
+    journal = spool.journal(
+        json.dumps({"type": "record", "seq": 1, "record": make_record("late")}).encode()
+    )
     assert journal
 
     again = Spool(root, 1 << 20, Drops())
