@@ -370,7 +370,7 @@ class Ingestor:
         cache_key = (kind, event["op"], event["target"], extra)
         found = self._behaviours.get(cache_key)
         if found is None:
-            if len(self._behaviours) > 200_000:
+            if len(self._behaviours) > 50_000:
                 self._behaviours.clear()
             found = behaviour_of(kind, event["op"], event["target"], detail)
             self._behaviours[cache_key] = found
