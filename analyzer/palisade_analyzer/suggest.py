@@ -13,7 +13,11 @@ Stages (``--stage``): ``monitor`` (record only), ``alert-new`` (alert on anythin
 unlisted), ``block-high-risk`` (alert, but block unlisted process, code and env
 operations, the high-risk classes), ``full`` (block everything unlisted).
 
-Limitations: behaviour the runtime base already allows is proposed too (harmless,
+Limitations: the policy language has modes per kind only, and built-in rules follow
+their kind's mode, so ``block-high-risk`` blocks the built-in classes of process,
+code and env (shell, exec from /tmp, native code, environ reads) but only alerts
+on those of network and file (metadata address, writes to code directories).
+Behaviour the runtime base already allows is proposed too (harmless,
 but noisy); a shell is proposed with any command string (``-c .*``) because its
 command is a free value; host patterns become a leading ``*.`` wildcard.
 """
