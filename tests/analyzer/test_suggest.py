@@ -123,6 +123,14 @@ def test_block_high_risk_blocks_process_but_alerts_files(learned):
     assert (
         engine.decide("file", "write", "/srv/new.txt", {}, "app").verdict == "alerted"
     )
+    shell = engine.decide(
+        "process",
+        "spawn",
+        "/bin/sh",
+        {"argv": ["/bin/sh", "-c", "id"], "shell": True},
+        "app",
+    )
+    assert (shell.verdict, shell.rule) == ("blocked", "builtin:shell-spawn")
 
 
 @pytest.mark.parametrize(
