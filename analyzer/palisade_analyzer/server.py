@@ -62,6 +62,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, code: str, message: str) -> None:
         self._send(status, {"error": code, "message": message})
 
+    def _not_allowed(self) -> None:
+        self.close_connection = True
+        self._error(
+            405,
+            "method_not_allowed",
+            f"{self.command} is not served: POST /v1/batches, GET the /v1/ views",
+        )
+
+    do_PUT = do_DELETE = do_PATCH = _not_allowed
+
     def do_POST(self) -> None:
         path = urllib.parse.urlsplit(self.path).path
         if path != "/v1/batches":

@@ -131,6 +131,13 @@ def test_oversized_body_is_refused_before_reading(server, sqlite_store):
     assert sqlite_store.functions() == []
 
 
+def test_other_methods_are_refused(server):
+    """PUT and DELETE answer 405 in JSON."""
+    for method in ("PUT", "DELETE"):
+        status, doc = _call(f"{server.url}/v1/batches", method, b"{}")
+        assert (status, doc["error"]) == (405, "method_not_allowed")
+
+
 def test_post_elsewhere_and_bad_signature_over_http(server):
     """POST to another path is 404; a bad signature is 401 with its message."""
     assert _call(f"{server.url}/v1/other", "POST", b"{}")[0] == 404
