@@ -174,6 +174,10 @@ class Ingestor:
             )
         return result
 
+    def count_rejection(self, code: str) -> None:
+        """Count a refusal made outside ``ingest`` (``rejected.<code>``)."""
+        self._count(f"rejected.{code}")
+
     def _count(self, name: str, n: int = 1) -> None:
         try:
             self.store.count(name, n)
@@ -593,7 +597,7 @@ def ingest_function_url(ingestor: Ingestor, event: Mapping[str, Any]) -> dict[st
             body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
     except (binascii.Error, ValueError, TypeError):
         result = IngestResult(400, "malformed_body", "body is not valid base64")
-        ingestor._count("rejected.malformed_body")
+        ingestor.count_rejection("malformed_body")
     else:
         headers = event.get("headers") or {}
         result = ingestor.ingest(body, {str(k): str(v) for k, v in headers.items()})
@@ -621,7 +625,7 @@ def ingest_stream_event(ingestor: Ingestor, event: Mapping[str, Any]) -> dict[st
                     message["kinesis"].get("data", ""), validate=True
                 )
             except (binascii.Error, ValueError, TypeError):
-                ingestor._count("rejected.malformed_body")
+                ingestor.count_rejection("malformed_body")
                 results.append({"id": ident, "status": 400, "code": "malformed_body"})
                 continue
         else:

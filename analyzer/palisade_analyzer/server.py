@@ -80,7 +80,7 @@ class _Handler(BaseHTTPRequestHandler):
         analyzer = self.server
         length_text = self.headers.get("content-length")
         if length_text is None or not length_text.strip().isdigit():
-            analyzer.ingestor._count("rejected.length_required")
+            analyzer.ingestor.count_rejection("length_required")
             self.close_connection = True
             self._error(411, "length_required", "send the batch with Content-Length")
             return
@@ -88,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         limit = analyzer.settings.max_batch_bytes
         if length > limit:
             # Do not read a body we will refuse; close so it is not parsed as a request.
-            analyzer.ingestor._count("rejected.batch_too_large")
+            analyzer.ingestor.count_rejection("batch_too_large")
             self.close_connection = True
             self._error(
                 413,
