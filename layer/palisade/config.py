@@ -16,6 +16,9 @@ from typing import Any
 
 from .errors import ConfigError
 
+MODES = ("monitor", "alert", "block")
+#: PALISADE_POLICY value meaning "ask the extension for the policy at install"
+POLICY_FROM_EXTENSION = "extension"
 DEFAULT_SOCKET = "/tmp/palisade/extension.sock"
 DEFAULT_KEY = "/tmp/palisade/extension.key"
 
@@ -91,10 +94,11 @@ SETTINGS: tuple[Setting, ...] = (
         "mode",
         "PALISADE_MODE",
         None,
-        _choice("monitor", "alert", "block"),
+        _choice(*MODES),
         "monitor, alert or block",
-        "Mode for every kind, overriding the policy's own; unset: the policy's "
-        "mode, monitor without one.",
+        "Mode for every kind, overriding the policy's top-level mode (a "
+        "section's own mode still applies); unset: the policy's mode, monitor "
+        "without one.",
     ),
     Setting(
         "policy",
@@ -224,6 +228,20 @@ def _parse(setting: Setting, raw: str, origin: str) -> Any:
             f"Set {setting.env} to one of those or leave it unset "
             f"(default {setting.default!r})."
         ) from exc
+
+
+def read_setting(field: str, environ: Mapping[str, str] | None = None) -> Any:
+    """One setting from ``environ`` (default ``os.environ``), or its default.
+
+    Raises:
+        ConfigError: the value is outside what the setting accepts.
+    """
+    setting = _BY_FIELD[field]
+    env = os.environ if environ is None else environ
+    raw = env.get(setting.env)
+    if raw is None or not raw.strip():
+        return setting.default
+    return _parse(setting, raw, setting.env)
 
 
 def load_settings(

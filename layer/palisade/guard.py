@@ -148,16 +148,15 @@ def _load_engine(settings: Settings, client: Client | None) -> tuple[Any, Any]:
     """(engine, policy_error issues or None), honouring PALISADE_ON_ERROR."""
     from .policy import load_engine
 
-    # The engine reports load failures to us (we apply PALISADE_ON_ERROR) and is
-    # given the source explicitly, never re-reading PALISADE_POLICY itself.
+    # Everything is passed explicitly; without PALISADE_POLICY in its env the
+    # engine cannot re-read the policy the settings already resolved.
     env = {k: v for k, v in os.environ.items() if k != "PALISADE_POLICY"}
-    env["PALISADE_ON_ERROR"] = "raise"
-    env.pop("PALISADE_MODE", None)
     try:
         source = settings.policy
         if source == "extension":
             source = _policy_from_extension(client)
-        return load_engine(source, mode=settings.mode, env=env), None
+        engine = load_engine(source, mode=settings.mode, on_error="closed", env=env)
+        return engine, None
     except PolicyError as exc:
         if settings.on_error == "closed":
             raise
@@ -167,7 +166,8 @@ def _load_engine(settings: Settings, client: Client | None) -> tuple[Any, Any]:
         logger.warning(
             "policy unusable, running with built-in rules in monitor mode: %s", exc
         )
-        return load_engine(None, mode="monitor", env=env), issues
+        engine = load_engine(None, mode="monitor", on_error="closed", env=env)
+        return engine, issues
 
 
 def install(**overrides: Any) -> Guard:

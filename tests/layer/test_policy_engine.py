@@ -381,11 +381,12 @@ def test_no_policy_allows_nothing_beyond_base_in_block_mode() -> None:
 
 
 def test_mode_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
-    """explicit mode > policy mode > PALISADE_MODE > monitor; sections override."""
+    """explicit mode > PALISADE_MODE > policy mode > monitor; sections override."""
     doc = {"version": 1, "mode": "alert", "dns": {"mode": "block"}}
     assert engine().mode == "monitor"
+    assert engine(doc).mode == "alert"
     assert engine(env={"PALISADE_MODE": "block"}).mode == "block"
-    assert engine(doc, env={"PALISADE_MODE": "block"}).mode == "alert"
+    assert engine(doc, env={"PALISADE_MODE": "block"}).mode == "block"
     e = engine(doc, mode="monitor", env={"PALISADE_MODE": "block"})
     assert e.mode == "monitor"
     assert e.mode_for("dns") == "block" and e.mode_for("file") == "monitor"
@@ -397,7 +398,7 @@ def test_bad_modes_are_config_errors() -> None:
     """A bad mode argument or PALISADE_MODE names what was expected."""
     with pytest.raises(ConfigError, match="expected one of monitor, alert, block"):
         engine(mode="enforce")
-    with pytest.raises(ConfigError, match="PALISADE_MODE='strict'"):
+    with pytest.raises(ConfigError, match="PALISADE_MODE has the value 'strict'"):
         engine(env={"PALISADE_MODE": "strict"})
     with pytest.raises(ConfigError, match="PALISADE_ON_ERROR"):
         engine(env={"PALISADE_ON_ERROR": "ignore"})
@@ -876,7 +877,8 @@ def test_odd_inputs_do_not_raise() -> None:
 
 
 def test_on_error_open_closed_raise(caplog: pytest.LogCaptureFixture) -> None:
-    """An invalid policy: open → built-ins only in monitor mode; closed raises."""
+    """An invalid policy: open → built-ins only in monitor mode; closed raises,
+    whether it comes from PALISADE_ON_ERROR or the argument."""
     bad = {"version": 1, "mode": "block", "file": {"allow": [{"path": "rel"}]}}
     with caplog.at_level(logging.ERROR, logger="palisade.policy.engine"):
         e = engine(bad)
@@ -886,9 +888,10 @@ def test_on_error_open_closed_raise(caplog: pytest.LogCaptureFixture) -> None:
     assert (
         e.decide("file", "read", "/proc/self/environ", {}, "app").verdict == "alerted"
     )
-    for value in ("closed", "raise"):
-        with pytest.raises(PolicyError, match=r"\$\.file\.allow\[0\]\.path"):
-            engine(bad, env={"PALISADE_ON_ERROR": value})
+    with pytest.raises(PolicyError, match=r"\$\.file\.allow\[0\]\.path"):
+        engine(bad, env={"PALISADE_ON_ERROR": "closed"})
+    with pytest.raises(PolicyError, match=r"\$\.file\.allow\[0\]\.path"):
+        engine(bad, on_error="closed")
 
 
 def test_policy_from_environment(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
+from palisade.config import MODES, POLICY_FROM_EXTENSION, read_setting
 from palisade.errors import ConfigError, PolicyError
 from palisade.policy.base import Base, runtime_facts
 from palisade.policy.builtin import Builtins, TmpTracker
@@ -37,13 +38,6 @@ from palisade.policy.rules import (
     network_subject,
     process_subject,
     top_module,
-)
-from palisade.policy.settings import (
-    MODE,
-    MODES,
-    ON_ERROR,
-    POLICY,
-    POLICY_FROM_EXTENSION,
 )
 
 logger = logging.getLogger(__name__)
@@ -379,6 +373,7 @@ def load_engine(
     source: PolicySource | None = None,
     *,
     mode: str | None = None,
+    on_error: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Engine:
     """Build the engine from a policy source, or from ``PALISADE_POLICY``.
@@ -387,36 +382,48 @@ def load_engine(
         source: a path, inline JSON or YAML text, a dict, or None to read
             ``PALISADE_POLICY`` (``extension`` there means the caller fetches the
             policy from the extension and calls this again with the dict).
-        mode: the default mode; wins over the policy's ``mode`` and PALISADE_MODE.
+        mode: the mode, winning over the policy's top-level ``mode``; None reads
+            PALISADE_MODE (unset: the policy's mode, monitor without one).
+            A section's own ``mode`` still applies to its kind.
+        on_error: ``open`` or ``closed`` for an unloadable policy; None reads
+            PALISADE_ON_ERROR (unset: open).
         env: the environment to read (default ``os.environ``).
 
     Raises:
-        ConfigError: a bad ``mode`` argument, PALISADE_MODE or PALISADE_ON_ERROR.
-        PolicyError: the policy cannot be loaded and PALISADE_ON_ERROR is
-            ``closed`` (or its synonym ``raise``).
+        ConfigError: a bad ``mode`` or ``on_error`` argument, PALISADE_MODE or
+            PALISADE_ON_ERROR.
+        PolicyError: the policy cannot be loaded and ``on_error`` is ``closed``.
 
-    Environment: PALISADE_POLICY, PALISADE_MODE, PALISADE_ON_ERROR, and what
+    Environment: PALISADE_POLICY, PALISADE_MODE, PALISADE_ON_ERROR (declared once,
+    in :mod:`palisade.config`), and what
     :func:`palisade.policy.base.runtime_facts` reads.
     """
     env = dict(os.environ if env is None else env)
-    if mode is not None:
+    if mode is None:
+        mode = read_setting("mode", env)
+    else:
         _check_mode(mode, "mode")
-    env_mode: str = MODE.read(env)
-    on_error: str = ON_ERROR.read(env)
+    default_mode = "monitor"
+    if on_error is None:
+        on_error = read_setting("on_error", env)
+    if on_error not in ("open", "closed"):
+        raise ConfigError(
+            f"on_error={on_error!r} is not valid; expected 'open' or 'closed'"
+        )
     if source is None:
-        source = POLICY.read(env)
+        source = read_setting("policy", env)
         if source == POLICY_FROM_EXTENSION:
             return Engine(
-                None, mode=mode or env_mode, env=env, source=POLICY_FROM_EXTENSION
+                None, mode=mode or default_mode, env=env, source=POLICY_FROM_EXTENSION
             )
     if source is None:
-        return Engine(None, mode=mode or env_mode, env=env, source="none")
+        return Engine(None, mode=mode or default_mode, env=env, source="none")
 
     label = _label(source)
     try:
         document = load_policy_document(source)
     except PolicyError as exc:
-        if on_error != "open":
+        if on_error == "closed":
             raise
         logger.error(
             "palisade policy from %s not loaded: %s; running with the built-in "
@@ -425,7 +432,7 @@ def load_engine(
             exc,
         )
         return Engine(None, mode="monitor", env=env, source=label, load_error=exc)
-    resolved = mode or document.get("mode") or env_mode
+    resolved = mode or document.get("mode") or default_mode
     return Engine(document, mode=resolved, env=env, source=label)
 
 
