@@ -355,29 +355,50 @@ class Ingestor:
         """The behaviour of an event, cached on the inputs that decide it."""
         detail = event["detail"]
         kind = event["kind"]
-        extra: Any = None
+        cache_key: tuple[Any, ...]
         if kind == "process":
             argv = detail.get("argv")
-            extra = (
+            cache_key = (
+                kind,
+                event["op"],
+                event["target"],
                 tuple(map(str, argv)) if isinstance(argv, list) else None,
                 bool(detail.get("shell")),
             )
         elif kind == "network":
             get = detail.get
-            # repr(): detail values are arbitrary JSON, not always hashable.
-            extra = tuple(
-                repr(get(k)) for k in ("resolved_from", "port", "protocol", "ip")
+            cache_key = (
+                kind,
+                event["op"],
+                event["target"],
+                get("resolved_from"),
+                get("port"),
+                get("protocol"),
+                get("ip"),
             )
         elif kind == "aws":
             get = detail.get
-            extra = tuple(repr(get(k)) for k in ("service", "operation", "resource"))
-        cache_key = (kind, event["op"], event["target"], extra)
-        found = self._behaviours.get(cache_key)
+            cache_key = (
+                kind,
+                event["op"],
+                event["target"],
+                get("service"),
+                get("operation"),
+                get("resource"),
+            )
+        else:
+            cache_key = (kind, event["op"], event["target"])
+        cache = self._behaviours
+        try:
+            found = cache.get(cache_key)
+        except TypeError:
+            # Detail values are arbitrary JSON: a list or object is not hashable.
+            return behaviour_of(kind, event["op"], event["target"], detail)
         if found is None:
-            if len(self._behaviours) > 50_000:
-                self._behaviours.clear()
+            if len(cache) > 50_000:
+                cache.clear()
             found = behaviour_of(kind, event["op"], event["target"], detail)
-            self._behaviours[cache_key] = found
+            cache[cache_key] = found
         return found
 
     def prepare(
