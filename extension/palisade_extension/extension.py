@@ -91,7 +91,12 @@ class Extension:
         """Create the spool, the key, the socket server and load the policy."""
         settings = self.settings
         try:
-            prepare_dir(os.path.dirname(settings["PALISADE_SPOOL_DIR"]) or ".")
+            # First, so that /tmp/palisade is created 0700 rather than as a
+            # by-product of the spool directory below it.
+            prepare_dir(os.path.dirname(settings["PALISADE_EXTENSION_SOCKET"]) or ".")
+        except OSError as exc:
+            self._once("dir", "cannot prepare the socket directory: %s", exc)
+        try:
             self.spool = Spool(
                 settings["PALISADE_SPOOL_DIR"],
                 settings["PALISADE_SPOOL_MAX_BYTES"],

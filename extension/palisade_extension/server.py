@@ -36,22 +36,40 @@ PolicyAnswer = Callable[[], dict[str, Any]]
 
 
 def prepare_dir(path: str) -> None:
-    """Create ``path`` as a private directory, refusing one that is not ours.
+    """Create ``path`` as a private (0700) directory, or accept an existing one
+    that is ours and not writable by others.
+
+    An existing directory keeps its mode: it may be a shared one such as /tmp
+    when a setting points there, and the key and socket are 0600 themselves.
 
     Raises:
-        OSError: the path is a symlink, not a directory, or owned by someone else.
+        OSError: the path is a symlink, not a directory, owned by another user
+            (root excepted), or writable by others without the sticky bit.
     """
-    os.makedirs(path, mode=0o700, exist_ok=True)
+    try:
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)  # whatever the umask said
+        return
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)
+        return
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise OSError(f"{path} exists and is not a directory; remove it")
-    if info.st_uid != os.getuid():
+    mode = stat.S_IMODE(info.st_mode)
+    if info.st_uid not in (os.getuid(), 0):
         raise OSError(
             f"{path} is owned by uid {info.st_uid}, not by this process "
             f"(uid {os.getuid()}); remove it"
         )
-    if stat.S_IMODE(info.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        raise OSError(
+            f"{path} is writable by everyone (mode {mode:o}); fix or remove it"
+        )
 
 
 def write_key(path: str) -> bytes:

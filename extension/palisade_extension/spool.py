@@ -46,7 +46,9 @@ class Spool:
         self._counter = itertools.count()
         self._sizes: dict[str, int] = {}
         self._busy: set[str] = set()  # being sent right now: never dropped
-        os.makedirs(root, mode=0o700, exist_ok=True)
+        if not os.path.isdir(root):
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            os.chmod(root, 0o700)  # ours: private whatever the umask
         for directory, _, files in os.walk(root):
             for name in files:
                 path = os.path.join(directory, name)

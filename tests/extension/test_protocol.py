@@ -189,3 +189,39 @@ def _wait(predicate, timeout: float = 5.0) -> bool:
     from ext_fakes import wait_until
 
     return wait_until(predicate, timeout)
+
+
+def test_existing_shared_directory_keeps_its_mode(short_dir):
+    """A key path in an existing directory does not change that directory's mode."""
+    from palisade_extension.server import prepare_dir
+
+    shared = os.path.join(short_dir, "shared")
+    os.mkdir(shared)
+    os.chmod(shared, 0o1777)
+    write_key(os.path.join(shared, "extension.key"))
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o1777
+    fresh = os.path.join(short_dir, "a", "b")
+    prepare_dir(fresh)
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
+
+
+def test_foreign_or_unsafe_directory_is_refused(short_dir):
+    """A directory owned by another user, a symlink, or world-writable without the
+    sticky bit is refused."""
+    from palisade_extension.server import prepare_dir
+
+    open_dir = os.path.join(short_dir, "open")
+    os.mkdir(open_dir)
+    os.chmod(open_dir, 0o777)
+    with pytest.raises(OSError, match="writable by everyone"):
+        prepare_dir(open_dir)
+    link = os.path.join(short_dir, "link")
+    os.symlink(open_dir, link)
+    with pytest.raises(OSError, match="not a directory"):
+        prepare_dir(link)
+    if os.getuid() == 0:
+        foreign = os.path.join(short_dir, "foreign")
+        os.mkdir(foreign, 0o700)
+        os.chown(foreign, 54321, 54321)
+        with pytest.raises(OSError, match="owned by uid 54321"):
+            prepare_dir(foreign)
