@@ -7,15 +7,12 @@ extensions ship to it over signed HTTP; the demo reads every figure back from th
 same SQLite file through the analyzer's own store class, and asks the analyzer's
 ``policy suggest`` for the proposed policies.
 
-Service: ``palisade analyzer serve`` when the analyzer provides it; otherwise the
-demo serves the analyzer's own ``Ingestor`` over HTTP with ``analyzer_service``
-(the same ingest code, the demo only supplies the HTTP loop) and says so in the
-report.
+The service is ``palisade analyzer serve --port 0`` in a child process; it prints
+the URL it bound.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -55,11 +52,10 @@ class Window:
 class AnalyzerHandle:
     """A running analyzer and read access to its store."""
 
-    def __init__(self, child: Child, db: Path, secret: str, note: str | None) -> None:
+    def __init__(self, child: Child, db: Path, secret: str) -> None:
         self.child = child
         self.db = db
         self.secret = secret
-        self.note = note
         self.url = child.url
         self.settings = {
             k.removeprefix("PALISADE_ANALYZER_").lower(): v
@@ -211,23 +207,11 @@ def start_analyzer(out: Path, work: Path) -> AnalyzerHandle:
         "PALISADE_ANALYZER_KEYS": str(keys),
         **DEMO_LEARNING,
     }
-    note = None
-    if importlib.util.find_spec("palisade_analyzer.cli") is not None:
-        argv = [sys.executable, "-m", "palisade_cli.main", "analyzer", "serve"]
-        argv += ["--db", str(db), "--keys", str(keys), "--host", "127.0.0.1"]
-        argv += ["--port", "0"]
-    else:
-        argv = [sys.executable, "-m", "palisade_demo.analyzer_service"]
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH", "")]
-        )
-        note = (
-            "The 'palisade analyzer' command is not available yet; the demo ran the "
-            "analyzer's HTTP service class (AnalyzerServer) in a child process of "
-            "its own (palisade_demo.analyzer_service)."
-        )
+    argv = [sys.executable, "-m", "palisade_cli.main", "analyzer", "serve"]
+    argv += ["--db", str(db), "--keys", str(keys), "--host", "127.0.0.1"]
+    argv += ["--port", "0"]
     child = Child(
         "analyzer", argv, out / "logs" / "analyzer.log", env, stop_signal=True
     )
     child.start()
-    return AnalyzerHandle(child, db, secret, note)
+    return AnalyzerHandle(child, db, secret)

@@ -102,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         progress.done()
     report.phase_seconds["total"] = time.monotonic() - started
-    if scenario.analyzer is not None and scenario.analyzer.note:
-        report.notes.append(scenario.analyzer.note.strip())
     text, data, page = report.write(out)
     print(report.text())
     print(f"\nreport: {page}\n        {text}\n        {data}")

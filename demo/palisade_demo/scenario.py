@@ -170,7 +170,7 @@ class Scenario:
         for stale in self.marker_dir.iterdir():
             stale.unlink()
         with contextlib.ExitStack() as stack:
-            stack.callback(shutil.rmtree, self.work, True)
+            stack.callback(_remove, self.work)
             self._start_world(stack)
             for fn in SPECS:
                 self._function(fn)
