@@ -11,6 +11,7 @@ skipped, never a failure.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,19 +21,31 @@ ROOT = Path(__file__).resolve().parent.parent
 TEST_DEPS = ["pytest>=8", "wrapt>=1.16", "PyYAML>=6.0", "jsonschema>=4.20"]
 
 
-def _interpreter(version: str) -> str | None:
+def _candidates(version: str) -> list[str]:
+    """Places a pythonX.Y may live: PATH, then pyenv's versions (whose shims on
+    PATH answer only for the versions pyenv has selected)."""
+    found = []
     exe = shutil.which(f"python{version}")
-    if exe is None:
-        return None
-    probe = subprocess.run(
-        [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.returncode != 0 or probe.stdout.strip() != version:
-        return None
-    return exe
+    if exe is not None:
+        found.append(exe)
+    roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
+    for root in filter(None, roots):
+        pattern = f"versions/{version}.*/bin/python{version}"
+        found += sorted(str(p) for p in Path(root).glob(pattern))
+    return found
+
+
+def _interpreter(version: str) -> str | None:
+    for exe in _candidates(version):
+        probe = subprocess.run(
+            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if probe.returncode == 0 and probe.stdout.strip() == version:
+            return exe
+    return None
 
 
 def _venv(version: str, exe: str) -> Path:
@@ -49,7 +62,7 @@ def _venv(version: str, exe: str) -> Path:
 
 
 def main(versions: list[str]) -> int:
-    current = "%d.%d" % sys.version_info[:2]
+    current = "{}.{}".format(*sys.version_info[:2])
     failed: list[str] = []
     for version in versions:
         if version == current:
@@ -63,7 +76,15 @@ def main(versions: list[str]) -> int:
         print(f"layer tests on Python {version}: {exe}", flush=True)
         env_path = f"{ROOT / 'layer'}"
         result = subprocess.run(
-            [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/layer"],
+            [
+                str(python),
+                "-m",
+                "pytest",
+                "-q",
+                "-p",
+                "no:cacheprovider",
+                "tests/layer",
+            ],
             cwd=ROOT,
             env={**_clean_env(), "PYTHONPATH": env_path},
             check=False,
@@ -77,8 +98,6 @@ def main(versions: list[str]) -> int:
 
 
 def _clean_env() -> dict[str, str]:
-    import os
-
     return {k: v for k, v in os.environ.items() if not k.startswith("PALISADE_")}
 
 
