@@ -536,11 +536,11 @@ class Scenario:
 
     def _await_stored(self, fn: FunctionSpec, ran: Ran) -> None:
         assert self.analyzer is not None
-        if not self.analyzer.await_requests(fn.name, ran.request_ids, timeout=15.0):
+        if not self.analyzer.await_requests(fn.name, ran.request_ids, timeout=30.0):
             missing = self.analyzer.missing(fn.name, ran.request_ids)
             note = (
                 f"{fn.name}: {len(missing)} of {len(ran.request_ids)} invocation "
-                "records had not reached the analyzer after 15 s"
+                "records had not reached the analyzer after 30 s"
             )
             logger.warning(note)
             self.report.notes.append(note)
