@@ -93,11 +93,24 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         only_attacks=args.attack,
     )
+    for stale in ("report.txt", "report.json", "report.html"):
+        (out / stale).unlink(missing_ok=True)
     try:
         report = scenario.run()
     except DemoError as exc:
         progress.done()
         print(f"palisade demo: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # A component failed under the demo: say where, keep the traceback in the log.
+        progress.done()
+        logging.getLogger(__name__).exception("demo failed")
+        print(
+            f"palisade demo: failed while {progress.current or 'starting'}: "
+            f"{type(exc).__name__}: {exc}\nsee {out / 'logs'} (demo.log has the "
+            "traceback)",
+            file=sys.stderr,
+        )
         return 2
     finally:
         progress.done()
