@@ -144,6 +144,7 @@ def measure(plan: Plan) -> dict[str, Any]:
         v: {op: [] for op in OPS} for v in variants
     }
     failures: dict[str, str] = {}
+    failed: dict[str, int] = {}
     rounds = 0
     with tempfile.TemporaryDirectory(prefix="palisade-bench-micro-") as tmp:
         workdir = Path(tmp)
@@ -155,6 +156,7 @@ def measure(plan: Plan) -> dict[str, Any]:
             for variant, result in got.items():
                 if isinstance(result, str):
                     failures[variant] = result
+                    failed[variant] = failed.get(variant, 0) + 1
                     continue
                 for op, values in result["per_op_ns"].items():
                     medians[variant][op].append(stats.median(values))
@@ -173,6 +175,8 @@ def measure(plan: Plan) -> dict[str, Any]:
                     target_rounds + max(1, plan.micro_processes // 2),
                 )
 
+    for variant, count in failed.items():
+        failures[variant] = f"{count} of {rounds} processes failed: {failures[variant]}"
     figures = _figures(variants, medians, samples, failures, rounds, plan)
     return {
         "figures": figures,
@@ -261,7 +265,8 @@ def _figures(
                         spread=stats.spread(medians[variant][op]),
                         ratio=stats.ratio(value, baseline),
                         baseline=baseline,
-                        context=f"{value:.0f} ns vs {baseline:.0f} ns unprotected",
+                        context=f"{value:.0f} ns vs {baseline:.0f} ns unprotected"
+                        + (f"; {failures[variant]}" if variant in failures else ""),
                     ),
                     budget,
                 )

@@ -206,6 +206,8 @@ def render(
         "",
         "## Budgets at a glance",
         "",
+        _tally(results),
+        "",
         "| figure | value | budget | | p99 | n | spread | previous run |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -265,6 +267,18 @@ def _peer_lines(results: dict[str, Any]) -> list[str]:
         *body,
         "",
     ]
+
+
+def _tally(results: dict[str, Any]) -> str:
+    """One line: how many budgeted figures met, missed, or were not measured."""
+    budgeted = _budgeted(results)
+    met = sum(1 for f in budgeted if f.get("passed") is True)
+    missed = sum(1 for f in budgeted if f.get("passed") is False)
+    absent = sum(1 for f in budgeted if f["status"] != "measured")
+    return (
+        f"{met} of {len(budgeted)} budgeted figures met their budget, {missed} "
+        f"missed, {absent} not measured."
+    )
 
 
 def _not_measured_summary(results: dict[str, Any]) -> list[str]:
