@@ -110,6 +110,7 @@ class Analyzer:
         )
         self.ingestor = Ingestor(store, KeyRing(), settings, on_alert=self.dispatcher)
         self._keys_static = settings.keys
+        self._secrets: Any = None
         self._keys_loaded_at: float | None = None
         self.refresh_keys()
 
@@ -144,9 +145,13 @@ class Analyzer:
     def _load_keys(self) -> KeyRing:
         if not self.keys_secret:
             return KeyRing.load(self._keys_static)
-        from aws_lambda_powertools.utilities.parameters import get_secret
+        if self._secrets is None:
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-        text = get_secret(self.keys_secret, force_fetch=True)
+            # A provider of our own: Powertools' shared default keeps the first
+            # client it made, whatever endpoint and credentials were in force.
+            self._secrets = SecretsProvider()
+        text = self._secrets.get(self.keys_secret, force_fetch=True)
         source = f"secret {self.keys_secret}"
         try:
             doc = json.loads(text if isinstance(text, str) else bytes(text or b""))
