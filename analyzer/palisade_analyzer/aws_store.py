@@ -290,6 +290,8 @@ class AWSStore:
             last_new_at=_num(item.get("last_new_at")),
             stable_at=_num(item.get("stable_at")),
             prior=_str(item.get("prior")),
+            inits=_int(item.get("inits")),
+            cold_starts=_int(item.get("cold_starts")),
         )
 
     def _sig_of(self, function: str, version: str, item: dict[str, Any]) -> SigStats:
@@ -304,6 +306,7 @@ class AWSStore:
             first_seen=_num(item.get("first_seen")) or 0.0,
             last_seen=_num(item.get("last_seen")) or 0.0,
             packages=sorted(item.get("packages", {}).get("SS", [])),
+            cold=_int(item.get("cold")),
         )
 
     def load_context(
@@ -393,6 +396,8 @@ class AWSStore:
             values = {
                 ":i": _n(d.invocations),
                 ":e": _n(d.events),
+                ":ni": _n(d.inits),
+                ":nc": _n(d.cold_starts),
                 ":f": _n(d.first_seen),
                 ":l": _n(d.last_seen),
                 ":fn": _s(f),
@@ -409,7 +414,7 @@ class AWSStore:
                     table,
                     f"v#{f}",
                     v,
-                    expr + " ADD invocations :i, events :e",
+                    expr + " ADD invocations :i, events :e, inits :ni, cold_starts :nc",
                     values,
                     names={"#fn": "function", **({"#pr": "prior"} if d.prior else {})},
                 )
@@ -436,7 +441,7 @@ class AWSStore:
                     "sensitivity = if_not_exists(sensitivity, :sen), "
                     "first_seen = if_not_exists(first_seen, :f), "
                     "last_seen = if_not_exists(last_seen, :l) "
-                    "ADD #c :c, invocations :i, packages :p",
+                    "ADD #c :c, invocations :i, packages :p, cold :cold",
                     {
                         ":k": _s(sd.kind),
                         ":sen": _s(sd.sensitivity),
@@ -445,6 +450,7 @@ class AWSStore:
                         ":c": _n(sd.count),
                         ":i": _n(sd.invocations),
                         ":p": {"SS": sorted(sd.packages)},
+                        ":cold": _n(sd.cold),
                     },
                     names={"#c": "count"},
                 )

@@ -463,6 +463,7 @@ class Ingestor:
                 delta.sigs[key] = sd
             sd.add(ts, "<native>")
             sd.invocations += 1
+            sd.cold += 1  # a library or process of the runtime's process
         if vd.stable_at is not None:
             # The batch that ends learning is learned whole, findings included.
             vd.stable_at = max(vd.stable_at, vd.last_seen)
@@ -484,7 +485,13 @@ class Ingestor:
         if started is None:
             started = min((float(e["ts"]) for e in events), default=doc["sent_at"])
         started = float(started)
-        if request_id != "init" and record.get("outcome") != "init":
+        is_init = request_id == "init" or record.get("outcome") == "init"
+        cold = is_init or bool(record["cold_start"])
+        if is_init:
+            vd.inits += 1
+        elif cold:
+            vd.cold_starts += 1
+        if not is_init:
             vd.invocations += 1
             for metric, value in rates_of(events).items():
                 hist = vd.rates.setdefault(metric, {})
@@ -515,6 +522,7 @@ class Ingestor:
             sd.packages.add(event["module"])
             if sig not in seen:
                 sd.invocations += 1
+                sd.cold += cold
                 seen.add(sig)
         vd.last_seen = last
         delta.invocations.append(

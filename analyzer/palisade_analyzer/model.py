@@ -40,6 +40,8 @@ class SigDelta:
     first_seen: float = float("inf")
     last_seen: float = float("-inf")
     packages: set[str] = field(default_factory=set)
+    # Invocations among ``invocations`` that were cold starts (or INIT).
+    cold: int = 0
 
     def add(self, ts: float, package: str) -> None:
         """Count one more event at ``ts`` made by ``package``."""
@@ -63,6 +65,7 @@ class SigStats:
     first_seen: float
     last_seen: float
     packages: list[str]
+    cold: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -75,6 +78,7 @@ class SigStats:
             "first_seen": self.first_seen,
             "last_seen": self.last_seen,
             "packages": sorted(self.packages),
+            "cold_invocations": self.cold,
         }
 
 
@@ -87,6 +91,8 @@ class VersionDelta:
     first_seen: float = float("inf")
     last_seen: float = float("-inf")
     rates: dict[str, dict[int, int]] = field(default_factory=dict)
+    inits: int = 0
+    cold_starts: int = 0
     # Set-once fields, written only where still empty.
     last_new_at: float | None = None
     prior: str | None = None
@@ -106,6 +112,13 @@ class VersionInfo:
     last_new_at: float | None
     stable_at: float | None
     prior: str | None
+    inits: int = 0
+    cold_starts: int = 0
+
+    @property
+    def sandboxes(self) -> int:
+        """Execution environments seen: INIT records, else cold-start invocations."""
+        return max(self.inits, self.cold_starts)
 
     @property
     def state(self) -> str:
@@ -127,6 +140,8 @@ class VersionInfo:
             "last_new_at": self.last_new_at,
             "stable_at": self.stable_at,
             "prior": self.prior,
+            "inits": self.inits,
+            "cold_starts": self.cold_starts,
         }
 
 

@@ -50,12 +50,14 @@ CREATE INDEX IF NOT EXISTS invocations_by_time ON invocations (function, started
 CREATE TABLE IF NOT EXISTS versions (
     function TEXT NOT NULL, version TEXT NOT NULL, invocations INTEGER NOT NULL,
     events INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
-    last_new_at REAL, stable_at REAL, prior TEXT,
+    last_new_at REAL, stable_at REAL, prior TEXT, inits INTEGER NOT NULL,
+    cold_starts INTEGER NOT NULL,
     PRIMARY KEY (function, version)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sigs (
     function TEXT NOT NULL, version TEXT NOT NULL, signature TEXT NOT NULL,
     kind TEXT NOT NULL, sensitivity TEXT NOT NULL, count INTEGER NOT NULL,
     invocations INTEGER NOT NULL, first_seen REAL NOT NULL, last_seen REAL NOT NULL,
+    cold INTEGER NOT NULL,
     PRIMARY KEY (function, version, signature)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sig_packages (
     function TEXT NOT NULL, version TEXT NOT NULL, signature TEXT NOT NULL,
@@ -81,10 +83,12 @@ _MAX_NULLABLE = (
 
 UPSERT_VERSION = f"""
 INSERT INTO versions (function, version, invocations, events, first_seen,
-    last_seen, last_new_at, stable_at, prior)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    last_seen, last_new_at, stable_at, prior, inits, cold_starts)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (function, version) DO UPDATE SET
     invocations = invocations + excluded.invocations,
+    inits = inits + excluded.inits,
+    cold_starts = cold_starts + excluded.cold_starts,
     events = events + excluded.events,
     first_seen = min(first_seen, excluded.first_seen),
     last_seen = max(last_seen, excluded.last_seen),
@@ -95,10 +99,11 @@ ON CONFLICT (function, version) DO UPDATE SET
 
 UPSERT_SIG = """
 INSERT INTO sigs (function, version, signature, kind, sensitivity, count,
-    invocations, first_seen, last_seen)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+    invocations, first_seen, last_seen, cold)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (function, version, signature) DO UPDATE SET
     count = count + excluded.count,
+    cold = cold + excluded.cold,
     invocations = invocations + excluded.invocations,
     first_seen = min(first_seen, excluded.first_seen),
     last_seen = max(last_seen, excluded.last_seen)
@@ -121,9 +126,9 @@ def _version_row(row: tuple[Any, ...]) -> VersionInfo:
 
 
 def _sig_row(row: tuple[Any, ...], packages: list[str]) -> SigStats:
-    f, v, s, kind, sensitivity, count, invocations, first, last = row
+    f, v, s, kind, sensitivity, count, invocations, first, last, cold = row
     return SigStats(
-        f, v, s, kind, sensitivity, count, invocations, first, last, packages
+        f, v, s, kind, sensitivity, count, invocations, first, last, packages, cold
     )
 
 
@@ -221,7 +226,7 @@ class SQLiteStore:
             marks = ",".join("?" * len(chunk))
             rows = conn.execute(
                 "SELECT function, version, signature, kind, sensitivity, count, "
-                "invocations, first_seen, last_seen FROM sigs WHERE function = ? "
+                "invocations, first_seen, last_seen, cold FROM sigs WHERE function = ? "
                 f"AND version = ? AND signature IN ({marks})",
                 (function, version, *chunk),
             ).fetchall()
@@ -292,6 +297,8 @@ class SQLiteStore:
                     d.last_new_at,
                     d.stable_at,
                     d.prior,
+                    d.inits,
+                    d.cold_starts,
                 )
                 for (f, v), d in delta.versions.items()
             ],
@@ -309,6 +316,7 @@ class SQLiteStore:
                     d.invocations,
                     d.first_seen,
                     d.last_seen,
+                    d.cold,
                 )
                 for (f, v, s), d in delta.sigs.items()
             ],
@@ -403,7 +411,7 @@ class SQLiteStore:
             packages.setdefault(sig, []).append(package)
         rows = conn.execute(
             "SELECT function, version, signature, kind, sensitivity, count, "
-            "invocations, first_seen, last_seen FROM sigs WHERE function = ? "
+            "invocations, first_seen, last_seen, cold FROM sigs WHERE function = ? "
             "AND version = ? ORDER BY signature",
             (function, version),
         )

@@ -4,10 +4,11 @@ One rule per learned behaviour (its signature is already a glob: volatile parts
 are ``*`` within one path segment), scoped with ``packages`` to the packages that
 caused it, with its evidence (count, invocations, first/last seen) in the rule's
 ``comment`` and in the top-level ``evidence`` object. The confidence gate keeps a
-signature only if it is live (not decayed), seen in at least ``min_invocations``
-invocations, part of the learned baseline (first seen before the profile became
-stable) and not the subject of an alert; the rest is listed under
-``evidence.excluded`` with the reason.
+signature only if it is live (not decayed), part of the learned baseline (first
+seen by the batch that ended learning at the latest), not the subject of an alert,
+and seen in at least ``min_invocations`` invocations or, for per-process work,
+only at cold starts and at as many of them as there were (up to the same number);
+the rest is listed under ``evidence.excluded`` with the reason.
 
 Stages (``--stage``): ``monitor`` (record only), ``alert-new`` (alert on anything
 unlisted), ``block-high-risk`` (alert, but block unlisted process, code and env
@@ -152,11 +153,24 @@ def _gate(
         return "decayed: not seen recently"
     if info.stable_at is not None and not is_baseline(stats, info, settings):
         return "first seen after learning ended"
-    if stats.invocations < min_invocations:
+    if stats.invocations < min_invocations and not _per_process(
+        stats, info, min_invocations
+    ):
         return (
             f"seen in {stats.invocations} invocation(s), fewer than {min_invocations}"
         )
     return None
+
+
+def _per_process(stats: SigStats, info: VersionInfo, min_invocations: int) -> bool:
+    """Behaviour of each execution environment's start (INIT or first invocation).
+
+    Seen only in cold starts, and in as many as there were (up to the gate): work a
+    process does once (reading config, probing the temp dir) is learned from few
+    environments, not from many invocations.
+    """
+    needed = min(min_invocations, info.sandboxes)
+    return needed > 0 and stats.cold == stats.invocations >= needed
 
 
 def _modes(stage: str) -> tuple[str, dict[str, str]]:

@@ -45,11 +45,19 @@ def snapshot(store, function=FUNCTION):
                 s.first_seen,
                 s.last_seen,
                 tuple(sorted(s.packages)),
+                s.cold,
             )
             for s in store.signatures(function, v.version)
         )
         out[v.version] = {
-            "counters": (v.invocations, v.events, v.first_seen, v.last_seen),
+            "counters": (
+                v.invocations,
+                v.events,
+                v.first_seen,
+                v.last_seen,
+                v.inits,
+                v.cold_starts,
+            ),
             "sigs": sigs,
             "rates": store.rates(function, v.version),
         }
@@ -67,8 +75,11 @@ def _records(n=12):
                     ev["module"] = "PIL"
         records.append(r)
     records.append(
-        rec.record([("code", "import", "json", {}, "app")], request_id="init")
+        rec.record(
+            [("code", "import", "json", {}, "app")], request_id="init", cold=True
+        )
     )
+    records[0]["cold_start"] = True
     return rec, records
 
 

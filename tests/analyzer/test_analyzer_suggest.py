@@ -75,6 +75,51 @@ def test_gate_scoping_and_evidence(learned):
     }
 
 
+def test_per_process_behaviour_passes_the_gate(sqlite_store):
+    """Behaviour seen once per execution environment (at its cold start) passes the
+    gate with one environment; the same count in a warm invocation does not."""
+    ing = Ingestor(sqlite_store, KeyRing.from_document(KEYS_DOC), TEST_SETTINGS)
+    rec = Recorder()
+    init = rec.record(
+        [("file", "read", "/var/task/settings.yaml", {}, "app")],
+        request_id="init",
+        cold=True,
+    )
+    init["outcome"] = "init"
+    records = [init] + [rec.benign(i + 1) for i in range(20)]
+    records[1]["cold_start"] = True
+    records[1]["events"].append(
+        dict(
+            records[1]["events"][0],
+            seq=99,
+            kind="file",
+            op="read",
+            target="/tmp/probe-x",
+            detail={},
+        )
+    )
+    records[5]["events"].append(
+        dict(
+            records[5]["events"][0],
+            seq=99,
+            kind="file",
+            op="read",
+            target="/srv/once.txt",
+            detail={},
+        )
+    )
+    send(ing, rec.batch(records))
+    info = sqlite_store.version(FUNCTION, "1")
+    assert (info.inits, info.cold_starts, info.sandboxes) == (1, 1, 1)
+
+    doc = suggest_policy(sqlite_store, FUNCTION, min_invocations=3)
+
+    allowed = {r["signature"] for r in doc["evidence"]["rules"].values()}
+    excluded = {e["signature"] for e in doc["evidence"]["excluded"]}
+    assert {"file:read:/var/task/settings.yaml", "file:read:/tmp/probe-x"} <= allowed
+    assert "file:read:/srv/once.txt" in excluded
+
+
 def test_engine_enforces_the_proposal(learned):
     """Benign variants pass; other flags, packages, hosts or buckets do not."""
     store, rec = learned
