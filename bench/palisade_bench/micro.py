@@ -272,7 +272,39 @@ def _figures(
                 )
             )
     figures += _attribution(medians)
+    figures += _over_floor(medians)
     return figures
+
+
+def _over_floor(medians: dict[str, dict[str, list[float]]]) -> list[Figure]:
+    """Palisade's own share of an uninteresting event: its hook minus an empty one.
+
+    The empty hook's cost is what the interpreter charges for calling any Python
+    audit hook; no Python guard can go below it.
+    """
+    out: list[Figure] = []
+    mine, floor = medians.get("palisade"), medians.get("floor")
+    if not mine or not floor:
+        return out
+    for op in UNINTERESTING:
+        if not mine[op] or not floor[op]:
+            continue
+        a, b = stats.median(mine[op]), stats.median(floor[op])
+        out.append(
+            Figure(
+                id=f"micro.{op}.over_floor",
+                section=SECTION,
+                name=f"{OP_LABELS[op]}: Palisade's hook beyond an empty hook",
+                value=a - b,
+                unit="ns",
+                n=min(len(mine[op]), len(floor[op])),
+                ratio=stats.ratio(a, b),
+                baseline=b,
+                context="what the set lookup and return cost above the interpreter's "
+                "own price for calling a Python audit hook",
+            )
+        )
+    return out
 
 
 def _attribution(medians: dict[str, dict[str, list[float]]]) -> list[Figure]:
