@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 MODES = ("alert", "block")
+
+# The sandbox's stand-ins for /tmp and /var/task, shortened for reading (the JSON
+# report keeps the signatures exactly as the analyzer stored them).
+_SANDBOX_PATH = re.compile(r"/tmp/palisade-demo/[^/]+/sandboxes/[^/]+/(tmp|task)")
+
+
+def short(signature: str) -> str:
+    """A signature with the sandbox's /tmp and task paths written $TMP, $TASK_ROOT."""
+    return _SANDBOX_PATH.sub(
+        lambda m: "$TMP" if m.group(1) == "tmp" else "$TASK_ROOT", signature
+    )
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -191,12 +203,13 @@ class DemoReport:
                 f"{f.failed_benign:>7}"
             )
             for sig in f.false_alert_signatures[:5]:
-                out.append(f"      false alert: {sig}")
+                out.append(f"      false alert: {short(sig)}")
             for target in f.blocked_benign_targets[:5]:
-                out.append(f"      blocked benign: {target}")
+                out.append(f"      blocked benign: {short(target)}")
         out.append("")
         out.append("Attacks (alerted: the analyzer raised an alert; blocked: the layer")
-        out.append("refused an operation; effect: what the stand-ins observed)")
+        out.append("refused an operation; effect: what the stand-ins observed;")
+        out.append("$TMP and $TASK_ROOT: the sandbox's /tmp and /var/task)")
         for a in self.attacks:
             ran = any(m.ran for m in a.modes.values())
             mark = ("PASS" if self.attack_ok(a) else "FAIL") if ran else "SKIP"
@@ -219,7 +232,7 @@ class DemoReport:
                 )
                 out.append(f"                effect: {effect}")
                 if m.alert_signatures:
-                    sigs = ", ".join(m.alert_signatures[:3])
+                    sigs = ", ".join(short(x) for x in m.alert_signatures[:3])
                     more = len(m.alert_signatures) - 3
                     extra = f" (+{more} more)" if more > 0 else ""
                     out.append(f"                alerts: {sigs}{extra}")
