@@ -38,6 +38,8 @@ _LABELS = {
     "palisade": "VmRSS added by Palisade (monitor)",
     "palisade-block": "VmRSS added by Palisade (block, policy allows the workload)",
     "zen": "VmRSS added by Aikido Zen (peer)",
+    "palisade-runtime": "VmRSS added by Palisade (monitor), after the runtime "
+    "client's imports (as on Lambda)",
 }
 
 
@@ -69,6 +71,7 @@ def _function_process(plan: Plan) -> tuple[list[Figure], dict[str, Any]]:
     variants = ["none", "palisade", "palisade-block"]
     if plan.peer_available:
         variants.append("zen")
+    variants += ["none-runtime", "palisade-runtime"]
     rss: dict[str, list[float]] = {v: [] for v in variants}
     hwm: dict[str, list[float]] = {v: [] for v in variants}
     failures: dict[str, str] = {}
@@ -114,8 +117,19 @@ def _function_process(plan: Plan) -> tuple[list[Figure], dict[str, Any]]:
         )
     )
     for variant in variants[1:]:
+        if variant == "none-runtime":
+            continue
         fid = f"memory.added.{variant}"
         budget = "memory_added_mb" if variant == "palisade" else None
+        base_name = "none-runtime" if variant.endswith("-runtime") else "none"
+        if not rss[base_name]:
+            reason = failures.get(base_name, "its baseline failed")
+            figures.append(
+                not_measured(fid, SECTION, _LABELS[variant], "MB", reason, budget)
+            )
+            continue
+        base = stats.median(rss[base_name])
+        base_hwm = stats.median(hwm[base_name])
         if not rss[variant]:
             reason = failures.get(variant, "no samples")
             figures.append(

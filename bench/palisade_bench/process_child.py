@@ -6,7 +6,8 @@ object. Modes:
 - ``cold``: time ``import`` + install of the guard (nothing else imported first).
 - ``memory``: VmRSS and VmHWM from ``/proc/self/status`` after the guard is
   installed and a small workload (file reads, a loopback connect, a subprocess)
-  ran inside ``N`` invocations.
+  ran inside ``N`` invocations; a ``-runtime`` variant imports the Lambda
+  runtime client first, as the function process has.
 - ``wrapper``: time ``N`` calls of a trivial handler through the guard's handler
   wrapper, which also builds and delivers one record per call.
 
@@ -44,6 +45,7 @@ Handler = Callable[[Any, Any], Any]
 
 def _install(variant: str) -> Callable[[Handler], Handler]:
     """Import and install the guard; return its handler wrapper."""
+    variant = variant.removesuffix("-runtime")
     if variant == "none":
         return lambda handler: handler
     if variant.startswith("palisade"):
@@ -84,6 +86,11 @@ def cold(variant: str) -> dict[str, Any]:
 
 
 def memory(variant: str, workdir: Path, n: int) -> dict[str, Any]:
+    if variant.endswith("-runtime"):
+        # What the function process holds before the guard: the runtime client.
+        from awslambdaric import bootstrap
+
+        del bootstrap
     small = workdir / "small.txt"
     small.write_bytes(b"x" * 100)
     listener = socket.socket()
