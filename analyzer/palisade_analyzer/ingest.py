@@ -52,7 +52,7 @@ from .schemas import (
     record_is_valid,
     record_validator,
 )
-from .settings import Settings
+from .settings import Settings, load_settings
 from .signatures import Behaviour, behaviour_of, outside_behaviour
 from .signing import (
     KEY_ID_HEADER,
@@ -128,7 +128,8 @@ class Ingestor:
     Args:
         store: where batches go.
         keys: the accepted signing keys (an empty ring rejects every batch).
-        settings: thresholds and limits.
+        settings: thresholds and limits; default: ``load_settings()`` (the
+            PALISADE_ANALYZER_* environment).
         on_alert: called with the alerts each stored batch creates (after commit).
         clock: the time source for the replay window (tests move it).
     """
@@ -143,7 +144,7 @@ class Ingestor:
     ):
         self.store = store
         self.keys = keys
-        self.settings = settings or Settings()
+        self.settings = settings if settings is not None else load_settings()
         self.on_alert = on_alert
         self.clock = clock
         # One writer at a time: detection reads the profile the batch then updates.

@@ -93,3 +93,13 @@ def test_keys_from_file_and_inline(tmp_path):
         key = ring.get("k")
         assert key is not None and key.allows("a-1") and not key.allows("b")
     assert len(KeyRing.load("")) == 0
+
+
+def test_ingestor_reads_the_environment_by_default(sqlite_store, clean_env):
+    """Without explicit settings the ingestor follows PALISADE_ANALYZER_*."""
+    from palisade_analyzer.ingest import Ingestor
+
+    clean_env.setenv("PALISADE_ANALYZER_LEARN_MIN_INVOCATIONS", "4")
+    assert Ingestor(sqlite_store, KeyRing()).settings.learn_min_invocations == 4
+    explicit = Settings(learn_min_invocations=9)
+    assert Ingestor(sqlite_store, KeyRing(), explicit).settings is explicit
