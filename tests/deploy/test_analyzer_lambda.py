@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -416,3 +417,77 @@ def test_wrong_backend_is_a_clear_error(
             aws_lambda.analyzer()
     finally:
         aws_lambda.reset()
+
+
+def _template_actions(*resources: str) -> set[str]:
+    """Every action the named template resources allow (managed or inline)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
+    template = yaml.load(
+        (Path(__file__).resolve().parents[2] / "template.yaml").read_text(),
+        Loader=Loader,
+    )
+    actions: set[str] = set()
+    for name in resources:
+        props = template["Resources"][name]["Properties"]
+        docs = [p["PolicyDocument"] for p in props.get("Policies", [])]
+        docs += [props["PolicyDocument"]] if "PolicyDocument" in props else []
+        for doc in docs:
+            for statement in doc["Statement"]:
+                listed = statement["Action"]
+                actions |= {listed} if isinstance(listed, str) else set(listed)
+    return actions
+
+
+_TRANSACT = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
+
+
+def test_ingest_needs_only_what_the_template_grants(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every AWS call the stream handler makes (store, trail, keys, SNS and
+    EventBridge alerts) is an action the template's ingest role allows; a
+    transaction counts as the item actions IAM checks inside it."""
+    from botocore.client import BaseClient
+
+    topic = aws_lambda.os.environ["PALISADE_ANALYZER_SINKS"]
+    monkeypatch.setenv("PALISADE_ANALYZER_SINKS", f"{topic},eventbridge:default")
+    used: set[str] = set()
+    original = BaseClient._make_api_call
+
+    def recording(self: Any, operation: str, params: dict[str, Any]) -> Any:
+        prefix = self.meta.service_model.endpoint_prefix
+        if operation == "TransactWriteItems":
+            used.update(
+                f"dynamodb:{_TRANSACT[kind]}"
+                for item in params["TransactItems"]
+                for kind in item
+            )
+        else:
+            used.add(f"{prefix}:{operation}")
+        return original(self, operation, params)
+
+    messages = [_envelope(_batch(shell=False)), _envelope(_batch(shell=True))]
+    aws["kinesis"].put_records(
+        StreamName="ingest",
+        Records=[{"Data": m, "PartitionKey": FUNCTION} for m in messages],
+    )
+    event = _kinesis_event(aws)
+    monkeypatch.setattr(BaseClient, "_make_api_call", recording)
+    answer = aws_lambda.kinesis_handler(event, Context())
+    monkeypatch.setattr(BaseClient, "_make_api_call", original)
+
+    assert answer == {"batchItemFailures": []}
+    assert {"sns:Publish", "events:PutEvents", "s3:PutObject"} <= used
+    assert any(a.startswith("dynamodb:") for a in used)
+    granted = _template_actions("AnalyzerStorePolicy", "StreamIngestRole")
+    assert used - granted == set(), sorted(used)
