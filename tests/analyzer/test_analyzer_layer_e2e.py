@@ -1,6 +1,7 @@
 """With the real layer: records made by `palisade invoke` (the local sandbox, the
-layer and the extension) feed the analyzer, and the policy it suggests, enforced
-by the layer in block mode, blocks none of the same function's benign events."""
+layer and the extension) feed the analyzer; the policy it suggests, enforced by
+the layer in block mode, blocks none of the function's benign events; a new
+execution environment raises nothing, and an injected shell raises one alert."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ HANDLER = textwrap.dedent("""
 
     def handler(event, context):
         key = event["Records"][0]["s3"]["object"]["key"]
+        if ";" in key:  # the bug: the key reaches a shell
+            subprocess.run("echo " + key, shell=True, capture_output=True)
         with tempfile.NamedTemporaryFile(suffix=".png", delete=False) as f:
             f.write(key.encode())
         out = subprocess.run(["/bin/echo", "-n", f.name], capture_output=True).stdout
@@ -33,6 +36,9 @@ HANDLER = textwrap.dedent("""
 
 def _invoke(code_dir, events, *extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PALISADE_")}
+    # The sandbox's local analyzer learns from these few invocations.
+    env["PALISADE_ANALYZER_LEARN_MIN_INVOCATIONS"] = "5"
+    env["PALISADE_ANALYZER_LEARN_QUIET_SECONDS"] = "0"
     run = subprocess.run(
         [
             sys.executable,
@@ -78,7 +84,8 @@ def test_suggested_policy_passes_the_real_layers_benign_events(tmp_path):
     store = SQLiteStore(str(db))
     try:
         (function,) = store.functions()
-        assert store.version(function, learned[1]["version"]).invocations == 8
+        info = store.version(function, learned[1]["version"])
+        assert (info.invocations, info.state) == (8, "stable")
         assert store.alerts() == []
         policy = suggest_policy(store, function, min_invocations=3)
     finally:
@@ -94,3 +101,20 @@ def test_suggested_policy_passes_the_real_layers_benign_events(tmp_path):
     ]
     assert verdicts and all(v == "allowed" for v, _, _ in verdicts), verdicts
     assert all(r["outcome"] in ("success", "init") for r in enforced)
+
+    # A new execution environment, benign again, then the injected key.
+    attack = sample_event("s3Event.json")
+    attack["Records"][0]["s3"]["object"]["key"] = "uploads/x.png;id"
+    mixed = tmp_path / "attack.jsonl"
+    mixed.write_text(lines[0] + "\n" + json.dumps(attack) + "\n")
+    _invoke(code, mixed, "--db", str(db))
+    store = SQLiteStore(str(db))
+    try:
+        alerts = store.alerts()
+    finally:
+        store.close()
+    assert [(a.signature, a.severity) for a in alerts] == [
+        ("process:/bin/sh -c", "critical")
+    ]
+    assert "event data in arguments" in alerts[0].reasons
+    assert "new behaviour of class shell" in alerts[0].reasons
