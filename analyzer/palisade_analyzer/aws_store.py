@@ -174,7 +174,7 @@ class AWSStore:
     def close(self) -> None:
         """Nothing to release: boto3 clients pool their own connections."""
 
-    # -- low-level helpers ------------------------------------------------------------
+    # -- low-level calls --------------------------------------------------------------
 
     def _key(self, pk: str, sk: str) -> dict[str, Any]:
         return {"pk": _s(pk), "sk": _s(sk)}

@@ -1,7 +1,7 @@
 """Ingest: from a signed batch body to stored trail, profiles and alerts.
 
 :class:`Ingestor` is the one entry point; the HTTP server and the AWS Lambda
-handlers both call :meth:`Ingestor.ingest` (or the payload helpers below). Checks,
+handlers both call :meth:`Ingestor.ingest` (or the payload functions below). Checks,
 in order, each with its HTTP status and error code (and a counter
 ``rejected.<code>``): size (413 ``batch_too_large``), signature headers (401
 ``missing_signature``), key id (401 ``unknown_key``), timestamp within the replay
