@@ -139,7 +139,9 @@ def test_sample_function_is_protected(template: dict[str, Any]) -> None:
     assert sample["Layers"] == [{"Ref": "PalisadeLayer"}]
     env = sample["Environment"]["Variables"]
     assert env["AWS_LAMBDA_EXEC_WRAPPER"] == "/opt/palisade-exec-wrapper"
-    assert env["PALISADE_MODE"] == {"Ref": "Mode"}
+    assert env["PALISADE_MODE"] == {
+        "Fn::If": ["ModeFromPolicy", {"Ref": "AWS::NoValue"}, {"Ref": "Mode"}]
+    }
     assert env["PALISADE_SINK"] == "kinesis"
     assert "resolve:secretsmanager" in env["PALISADE_ANALYZER_KEY"]["Fn::Sub"]
     assert env["PALISADE_POLICY"] == "extension"
