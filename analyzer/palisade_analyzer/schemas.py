@@ -181,3 +181,71 @@ def record_is_valid(record: Any) -> bool:
         if not (_integer(errors) and errors >= 0):
             return False
     return all(_event_ok(event) for event in record["events"])
+
+
+_OUTSIDE_KINDS = frozenset(("process", "network", "library"))
+_SOURCE_TEXT = ("region", "sandbox_id", "extension_version")
+
+
+def _platform_ok(item: Any) -> bool:
+    if type(item) is not dict or type(item.get("type")) is not str:
+        return False
+    return "time" not in item or type(item["time"]) is str
+
+
+def _outside_ok(item: Any) -> bool:
+    if type(item) is not dict:
+        return False
+    if not ("kind" in item and "target" in item and "observed_at" in item):
+        return False
+    if not _one_of(item["kind"], _OUTSIDE_KINDS) or type(item["target"]) is not str:
+        return False
+    if not _number(item["observed_at"]):
+        return False
+    if "detail" in item and type(item["detail"]) is not dict:
+        return False
+    return (
+        "request_id" not in item
+        or item["request_id"] is None
+        or (type(item["request_id"]) is str)
+    )
+
+
+def envelope_is_valid(batch: Any) -> bool:
+    """True only for batches whose envelope matches batch.schema.json (fast path)."""
+    if type(batch) is not dict:
+        return False
+    for name in ("schema", "batch_id", "sent_at", "source", "records"):
+        if name not in batch:
+            return False
+    batch_id, source = batch["batch_id"], batch["source"]
+    ok = (
+        type(batch["schema"]) is str
+        and batch["schema"] == "palisade.batch/1"
+        and type(batch_id) is str
+        and 8 <= len(batch_id) <= 128
+        and _number(batch["sent_at"])
+        and type(source) is dict
+        and _text(source.get("function"))
+        and _text(source.get("version"))
+        and all(type(source[k]) is str for k in _SOURCE_TEXT if k in source)
+        and type(batch["records"]) is list
+    )
+    if not ok:
+        return False
+    if "platform" in batch:
+        platform = batch["platform"]
+        if type(platform) is not list or not all(map(_platform_ok, platform)):
+            return False
+    if "outside" in batch:
+        outside = batch["outside"]
+        if type(outside) is not list or not all(map(_outside_ok, outside)):
+            return False
+    if "drops" in batch:
+        drops = batch["drops"]
+        if type(drops) is not dict:
+            return False
+        for value in drops.values():
+            if not (_integer(value) and value >= 0):
+                return False
+    return True

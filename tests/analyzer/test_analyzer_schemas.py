@@ -77,3 +77,71 @@ def test_shared_schemas_resolve_through_the_registry(name):
         assert first_error(validator(name), doc) is None
         doc["file"]["allow"][0]["path"] = "relative"
         assert first_error(validator(name), doc) is not None
+
+
+def _envelope_mutations(batch):
+    yield batch
+    for key in (
+        "schema",
+        "batch_id",
+        "sent_at",
+        "source",
+        "records",
+        "platform",
+        "outside",
+        "drops",
+    ):
+        broken = copy.deepcopy(batch)
+        broken.pop(key, None)
+        yield broken
+        for value in [
+            *BAD_VALUES,
+            "x" * 7,
+            "x" * 129,
+            [{"type": "t"}],
+            {"a": -1},
+            {"a": 1},
+        ]:
+            changed = copy.deepcopy(batch)
+            changed[key] = value
+            yield changed
+    for key in ("function", "version", "region", "sandbox_id"):
+        for value in BAD_VALUES:
+            changed = copy.deepcopy(batch)
+            changed["source"][key] = value
+            yield changed
+    for key in ("kind", "target", "observed_at", "detail", "request_id"):
+        for value in [*BAD_VALUES, "library", "process"]:
+            changed = copy.deepcopy(batch)
+            changed["outside"][0][key] = value
+            yield changed
+    for value in [*BAD_VALUES, {"type": 1}, {"type": "x", "time": 3}]:
+        changed = copy.deepcopy(batch)
+        changed["platform"] = [value]
+        yield changed
+
+
+def test_fast_envelope_check_agrees_with_jsonschema():
+    """The batch envelope's fast check says valid exactly when jsonschema does."""
+    from palisade_analyzer.schemas import envelope_is_valid
+
+    rec = Recorder()
+    batch = rec.batch([rec.benign(1)])
+    batch["platform"] = [{"type": "platform.report", "time": "t", "record": {}}]
+    batch["outside"] = [
+        {
+            "kind": "process",
+            "target": "/bin/x",
+            "detail": {},
+            "observed_at": 1.0,
+            "request_id": None,
+        }
+    ]
+    batch["drops"] = {"buffer-full": 2}
+    checker = envelope_validator()
+    seen = 0
+    for candidate in _envelope_mutations(batch):
+        seen += 1
+        valid = first_error(checker, candidate) is None
+        assert envelope_is_valid(candidate) is valid, candidate
+    assert seen > 200
