@@ -323,9 +323,10 @@ class AWSStore:
         names = sorted(set(signatures))
         sigs = self._sigs_named(function, version, names)
         prior_sigs = self._sigs_named(function, prior.version, names) if prior else {}
-        return ProfileContext(
-            info, prior, sigs, prior_sigs, self.rates(function, version)
-        )
+        # Rates only matter to a stable profile (rate jumps are not scored before).
+        stable = info is not None and info.stable_at is not None
+        rates = self.rates(function, version) if stable else {}
+        return ProfileContext(info, prior, sigs, prior_sigs, rates)
 
     def _sigs_named(
         self, function: str, version: str, names: list[str]

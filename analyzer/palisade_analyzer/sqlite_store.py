@@ -197,7 +197,8 @@ class SQLiteStore:
     def load_context(
         self, function: str, version: str, signatures: Iterable[str]
     ) -> ProfileContext:
-        """The version, its prior and the named signatures' counters."""
+        """The version, its prior and the named signatures' counters (and the rate
+        histograms once the version is stable)."""
         conn = self._conn()
         info = self.version(function, version)
         prior_name = info.prior if info else None
@@ -212,9 +213,10 @@ class SQLiteStore:
         wanted = sorted(set(signatures))
         sigs = self._sigs_named(function, version, wanted)
         prior_sigs = self._sigs_named(function, prior.version, wanted) if prior else {}
-        return ProfileContext(
-            info, prior, sigs, prior_sigs, self.rates(function, version)
-        )
+        # Rates only matter to a stable profile (rate jumps are not scored before).
+        stable = info is not None and info.stable_at is not None
+        rates = self.rates(function, version) if stable else {}
+        return ProfileContext(info, prior, sigs, prior_sigs, rates)
 
     def _sigs_named(
         self, function: str, version: str, names: list[str]
@@ -357,7 +359,10 @@ class SQLiteStore:
                 merged = Alert.from_json(json.loads(row[0]))
                 merged.merge(alert)
             rows.append((f, v, s, merged.last_seen, json.dumps(merged.to_json())))
-        conn.executemany("INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?)", rows)
+        if rows:
+            conn.executemany(
+                "INSERT OR REPLACE INTO alerts VALUES (?, ?, ?, ?, ?)", rows
+            )
         return new
 
     def count(self, name: str, n: int = 1) -> None:

@@ -44,7 +44,8 @@ class Store(Protocol):
         """The version's state, its prior, and the named signatures' counters.
 
         The prior is the version named by the profile, or, for a version not seen
-        yet, the function's most recently seen other version.
+        yet, the function's most recently seen other version. The rate histograms
+        are read for a stable version only (empty otherwise).
         """
         ...
 
