@@ -186,12 +186,15 @@ def _serve(argv: list[str]) -> int:
 
 def analyzer_main(argv: list[str]) -> int:
     """``palisade analyzer serve ...``."""
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print("palisade analyzer: expected a subcommand: serve", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(
             "usage: palisade analyzer serve [--db PATH] [--host H] [--port N] "
             "[--keys FILE] [--sink SPEC]"
         )
-        return 0 if argv else 2
+        return 0
     if argv[0] != "serve":
         print(
             f"palisade analyzer: unknown subcommand {argv[0]!r}; expected serve",
