@@ -23,7 +23,9 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy layer/palisade extension/palisade_extension sandbox/palisade_sandbox analyzer/palisade_analyzer cli/palisade_cli
+	$(BIN)/mypy layer/palisade extension/palisade_extension sandbox/palisade_sandbox \
+		analyzer/palisade_analyzer cli/palisade_cli infra/palisade_infra \
+		demo/palisade_demo bench/palisade_bench tools
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q
