@@ -15,13 +15,16 @@ An event becomes one signature string, ``<kind>:...``:
 
 Volatile parts become ``*`` (one path segment at most, so the same text is a valid
 policy glob): UUIDs (request ids), ``tempfile`` names, hex runs of 8+ characters
-mixing letters and digits, long random tokens and, under ``/tmp``, ``/proc`` and
-other scratch roots and in S3 keys, numbers.
+mixing letters and digits, long random tokens, under ``/tmp``, ``/proc`` and
+other scratch roots and in S3 keys, numbers, and under ``/tmp``, ``/var/tmp`` and
+``/dev/shm`` any whole name of 8 ``[a-z0-9_]`` characters (tempfile's random part,
+which may be all letters).
 
 Limitations: a literal ``*`` or ``[`` in a real path is kept as is and reads as a
 glob character in a suggested policy; names that are volatile without looking
 random (``/tmp/alice.png``, ``/tmp/bob.png``) stay distinct signatures, which only
-low-sensitivity classes should produce.
+low-sensitivity classes should produce; a real 8-letter name in a temp root
+(``/tmp/settings``) is generalised to ``*`` like a tempfile name.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ SHELLS = frozenset(
     ("sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "ash", "busybox")
 )
 SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/proc", "/run")
+TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
 CODE_DIRS = ("/var/task", "/opt", "/var/runtime", "/var/lang")
 CREDENTIAL_GLOBS = (
     "/proc/*/environ",
@@ -85,7 +89,7 @@ _UUID = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 )
 _TEMPFILE = re.compile(r"^tmp[a-z0-9_]{8}(?=$|\.)")
-# tempfile's random part alone (a prefix-less name), in scratch roots only.
+# tempfile's random part alone (a prefix-less name), in temp roots only.
 _RANDOM8 = re.compile(r"^[a-z0-9_]{8}(?=$|\.)")
 _HEX = re.compile(r"(?<![0-9A-Za-z])[0-9a-fA-F]{8,}(?![0-9A-Za-z])")
 _TOKEN = re.compile(r"[A-Za-z0-9_\-]{16,}")
@@ -114,11 +118,6 @@ def _hex_sub(match: re.Match[str]) -> str:
     return "*" if has_letter and _DIGIT.search(text) else text
 
 
-def _random8_sub(match: re.Match[str]) -> str:
-    text = match.group(0)
-    return "*" if _DIGIT.search(text) else text
-
-
 def _token_sub(match: re.Match[str]) -> str:
     text = match.group(0)
     digits = sum(c.isdigit() for c in text)
@@ -127,19 +126,25 @@ def _token_sub(match: re.Match[str]) -> str:
 
 
 @functools.lru_cache(maxsize=65536)
-def pattern_part(part: str, numbers: bool) -> str:
-    """One path segment (or host label) with volatile pieces as ``*``."""
+def pattern_part(part: str, numbers: bool, temp: bool = False) -> str:
+    """One path segment (or host label) with volatile pieces as ``*``.
+
+    ``numbers``: numbers are volatile too (scratch roots, S3 keys). ``temp``: a
+    whole 8-character ``[a-z0-9_]`` name is tempfile's random part (temp roots).
+    """
     if not part or part in (".", ".."):
         return part
-    if not _DIGIT.search(part) and not part.startswith("tmp"):
-        # Every volatile form but an all-letter temp name has a digit.
-        return part
+    if temp:
+        match = _RANDOM8.match(part)
+        if match:
+            part = "*" + part[match.end() :]
     if numbers and part.isdigit():
         return "*"
+    if not _DIGIT.search(part) and not part.startswith("tmp"):
+        # Every other volatile form has a digit (or is a tmp-prefixed temp name).
+        return part
     text = _UUID.sub("*", part)
     text = _TEMPFILE.sub("*", text)
-    if numbers:
-        text = _RANDOM8.sub(_random8_sub, text)
     text = _HEX.sub(_hex_sub, text)
     text = _TOKEN.sub(_token_sub, text)
     if numbers:
@@ -160,10 +165,11 @@ def _in_roots(path: str, roots: tuple[str, ...]) -> bool:
 def pattern_path(path: str) -> str:
     """An absolute path with each segment's volatile pieces patterned."""
     numbers = _in_roots(path, SCRATCH_ROOTS)
+    temp = _in_roots(path, TEMP_ROOTS)
     parts = path.split("/")
     if path.startswith("/proc/") and len(parts) > 2 and parts[2] == "self":
         numbers = False
-    return "/".join(pattern_part(p, numbers) for p in parts)
+    return "/".join(pattern_part(p, numbers, temp) for p in parts)
 
 
 def is_flag(token: str) -> bool:

@@ -28,7 +28,16 @@ from palisade_analyzer.signatures import behaviour_of, injected_strings
         ("file", "read", "/tmp/out-17.png", {}, "file:read:/tmp/out-*.png", "tmp-file"),
         ("file", "create", "/tmp/972sj9bz", {}, "file:create:/tmp/*", "tmp-file"),
         ("file", "read", "/tmp/readme01", {}, "file:read:/tmp/*", "tmp-file"),
-        ("file", "read", "/tmp/abcdefgh", {}, "file:read:/tmp/abcdefgh", "tmp-file"),
+        ("file", "create", "/tmp/x/klpgzwaq", {}, "file:create:/tmp/x/*", "tmp-file"),
+        ("file", "read", "/tmp/abcdefghi", {}, "file:read:/tmp/abcdefghi", "tmp-file"),
+        (
+            "file",
+            "read",
+            "/proc/1/loginuid",
+            {},
+            "file:read:/proc/*/loginuid",
+            "file-read",
+        ),
         ("file", "read", "/proc/123/stat", {}, "file:read:/proc/*/stat", "file-read"),
         (
             "file",
