@@ -403,6 +403,8 @@ class Ingestor:
                 get("operation"),
                 get("resource"),
             )
+        elif kind == "file":
+            cache_key = (kind, event["op"], event["target"], detail.get("dst"))
         else:
             cache_key = (kind, event["op"], event["target"])
         cache = self._behaviours

@@ -98,6 +98,10 @@ _STARS = re.compile(r"\*+")
 _DIGIT = re.compile(r"\d")
 
 
+#: separates the source and destination patterns of a rename or link signature
+RENAME_ARROW = " -> "
+
+
 @dataclass(frozen=True)
 class Behaviour:
     """What one event did: its signature and how sensitive that is."""
@@ -269,7 +273,16 @@ def behaviour_of(
     """The signature and sensitivity of one event (see the module docstring)."""
     if kind == "file":
         path = pattern_path(target)
-        return Behaviour(f"file:{op}:{path}", kind, _file_sensitivity(op, target))
+        sensitivity = _file_sensitivity(op, target)
+        dst = detail.get("dst")
+        if op in ("rename", "link") and isinstance(dst, str) and dst.startswith("/"):
+            # The layer decides both paths of a rename or link, so the signature
+            # (and the rule proposed from it) must name both.
+            path = f"{path}{RENAME_ARROW}{pattern_path(dst)}"
+            to = Behaviour("", kind, _file_sensitivity(op, dst))
+            if to.weight > Behaviour("", kind, sensitivity).weight:
+                sensitivity = to.sensitivity
+        return Behaviour(f"file:{op}:{path}", kind, sensitivity)
     if kind == "process":
         exe = pattern_path(target) if target.startswith("/") else target
         base = target.rsplit("/", 1)[-1]

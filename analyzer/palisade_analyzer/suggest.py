@@ -32,7 +32,7 @@ from typing import Any
 from .model import SigStats, VersionInfo, utc
 from .profile import is_baseline, is_live
 from .settings import Settings
-from .signatures import SHELLS
+from .signatures import RENAME_ARROW, SHELLS
 from .store import Store
 
 STAGES = ("monitor", "alert-new", "block-high-risk", "full")
@@ -88,9 +88,34 @@ def _split_network(rest: str) -> tuple[str, str, str, str]:
     return op, protocol, host, port
 
 
-def rule_for(stats: SigStats) -> tuple[str, dict[str, Any]] | None:
-    """The policy rule (kind, rule) that allows one signature, or None."""
+def rules_for(stats: SigStats) -> list[tuple[str, dict[str, Any]]]:
+    """The policy rules (kind, rule) that allow one signature; empty if none can.
+
+    A rename or link signature names two paths; the layer decides both, so it
+    yields one rule per path.
+    """
     kind, _, rest = stats.signature.partition(":")
+    if kind == "file":
+        op, _, paths = rest.partition(":")
+        found = []
+        for path in paths.split(RENAME_ARROW):
+            made = rule_for(stats, f"file:{op}:{path}")
+            if made is None:
+                return []
+            found.append(made)
+        return found
+    made = rule_for(stats)
+    return [] if made is None else [made]
+
+
+def rule_for(
+    stats: SigStats, signature: str | None = None
+) -> tuple[str, dict[str, Any]] | None:
+    """The policy rule (kind, rule) that allows one signature, or None.
+
+    ``signature`` replaces ``stats.signature`` (one path of a rename signature).
+    """
+    kind, _, rest = (signature or stats.signature).partition(":")
     rule: dict[str, Any]
     if kind == "file":
         op, _, path = rest.partition(":")
@@ -225,24 +250,24 @@ def suggest_policy(
     excluded: list[dict[str, str]] = []
     for stats in store.signatures(function, info.version):
         reason = _gate(stats, info, alerted, min_invocations, settings)
-        made = None if reason else rule_for(stats)
-        if reason is None and made is None:
+        made = [] if reason else rules_for(stats)
+        if reason is None and not made:
             reason = "no policy rule can express this signature"
-        if reason is not None or made is None:
+        if reason is not None:
             excluded.append({"signature": stats.signature, "reason": str(reason)})
             continue
-        kind, rule = made
-        rules = sections.setdefault(kind, [])
-        rules_evidence[f"{kind}.allow[{len(rules)}]"] = {
-            "signature": stats.signature,
-            "count": stats.count,
-            "invocations": stats.invocations,
-            "first_seen": stats.first_seen,
-            "last_seen": stats.last_seen,
-            "packages": sorted(set(stats.packages)),
-            "sensitivity": stats.sensitivity,
-        }
-        rules.append(rule)
+        for kind, rule in made:
+            rules = sections.setdefault(kind, [])
+            rules_evidence[f"{kind}.allow[{len(rules)}]"] = {
+                "signature": stats.signature,
+                "count": stats.count,
+                "invocations": stats.invocations,
+                "first_seen": stats.first_seen,
+                "last_seen": stats.last_seen,
+                "packages": sorted(set(stats.packages)),
+                "sensitivity": stats.sensitivity,
+            }
+            rules.append(rule)
     mode, kind_modes = _modes(stage)
     doc: dict[str, Any] = {
         "version": 1,

@@ -4,6 +4,7 @@ and globs that the layer's engine matches against raw events."""
 from __future__ import annotations
 
 import re
+import uuid
 
 import pytest
 from analyzer_records import FUNCTION, KEYS_DOC, TEST_SETTINGS, Recorder, send
@@ -210,3 +211,32 @@ def test_unknown_function_or_version(learned):
         suggest_policy(store, FUNCTION, version="9")
     with pytest.raises(ValueError, match="not one of"):
         suggest_policy(store, FUNCTION, stage="all")
+
+
+def test_rename_proposes_rules_for_both_paths(sqlite_store):
+    """GIVEN a function that downloads to a temp name and renames it into place
+    (what boto3's download_file does) on every invocation
+    WHEN a full policy is suggested and enforced by the layer's engine in block mode
+    THEN a new invocation's rename is allowed: both its paths are covered."""
+    ing = Ingestor(sqlite_store, KeyRing.from_document(KEYS_DOC), TEST_SETTINGS)
+    rec = Recorder()
+
+    def renaming(i: int) -> dict:
+        part = f"/tmp/report-{i}.json.{uuid.uuid4().hex[:8]}"
+        final = f"/tmp/report-{i}.json"
+        return rec.record(
+            [
+                ("file", "create", part, {"mode": "wb"}, "s3transfer"),
+                ("file", "rename", part, {"dst": final}, "s3transfer"),
+            ]
+        )
+
+    send(ing, rec.batch([renaming(i) for i in range(20)]))
+    doc = suggest_policy(sqlite_store, FUNCTION, stage="full")
+    renames = [r for r in doc["file"]["allow"] if r["access"] == ["rename"]]
+    assert len(renames) == 2
+
+    engine = load_engine(doc, mode="block", env={})
+    part, final = "/tmp/report-77.json.0a1b2c3d", "/tmp/report-77.json"
+    decision = engine.decide("file", "rename", part, {"dst": final}, "s3transfer")
+    assert decision.verdict == "allowed", decision
