@@ -68,9 +68,37 @@ SENSITIVITY: dict[str, float] = {
 SHELLS = frozenset(
     ("sh", "bash", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "ash", "busybox")
 )
-SCRATCH_ROOTS = ("/tmp", "/var/tmp", "/dev/shm", "/proc", "/run")
-TEMP_ROOTS = ("/tmp", "/var/tmp", "/dev/shm")
-CODE_DIRS = ("/var/task", "/opt", "/var/runtime", "/var/lang")
+# ``$TMP`` and ``$TASK_ROOT`` stand for the record's own scratch and code roots
+# (record ``paths``), so one signature holds in every execution environment.
+SCRATCH_ROOTS = ("$TMP", "/tmp", "/var/tmp", "/dev/shm", "/proc", "/run")
+TEMP_ROOTS = ("$TMP", "/tmp", "/var/tmp", "/dev/shm")
+CODE_DIRS = ("$TASK_ROOT", "/var/task", "/opt", "/var/runtime", "/var/lang")
+
+
+def rooted(path: str, roots: tuple[tuple[str, str], ...]) -> str:
+    """``path`` with a leading root from ``roots`` ((prefix, variable), longest
+    prefix first) written as its variable: ``/var/task/a.py`` → ``$TASK_ROOT/a.py``."""
+    for prefix, variable in roots:
+        if path.startswith(prefix) and (
+            len(path) == len(prefix) or path[len(prefix)] == "/"
+        ):
+            return variable + path[len(prefix) :]
+    return path
+
+
+def record_roots(record: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """The (prefix, variable) pairs a record's ``paths`` names, longest first."""
+    paths = record.get("paths")
+    if not isinstance(paths, Mapping):
+        return ()
+    found = []
+    for key, variable in (("task_root", "$TASK_ROOT"), ("tmp", "$TMP")):
+        value = paths.get(key)
+        if isinstance(value, str) and value.startswith("/") and value != "/":
+            found.append((value.rstrip("/"), variable))
+    return tuple(sorted(found, key=lambda pair: -len(pair[0])))
+
+
 CREDENTIAL_GLOBS = (
     "/proc/*/environ",
     "*/.aws/credentials",
@@ -275,7 +303,7 @@ def behaviour_of(
         path = pattern_path(target)
         sensitivity = _file_sensitivity(op, target)
         dst = detail.get("dst")
-        if op in ("rename", "link") and isinstance(dst, str) and dst.startswith("/"):
+        if op in ("rename", "link") and isinstance(dst, str) and dst[:1] in "/$":
             # The layer decides both paths of a rename or link, so the signature
             # (and the rule proposed from it) must name both.
             path = f"{path}{RENAME_ARROW}{pattern_path(dst)}"
@@ -284,7 +312,7 @@ def behaviour_of(
                 sensitivity = to.sensitivity
         return Behaviour(f"file:{op}:{path}", kind, sensitivity)
     if kind == "process":
-        exe = pattern_path(target) if target.startswith("/") else target
+        exe = pattern_path(target) if target.startswith(("/", "$")) else target
         base = target.rsplit("/", 1)[-1]
         shell = bool(detail.get("shell")) or base in SHELLS
         argv = detail.get("argv")
@@ -292,7 +320,7 @@ def behaviour_of(
         sig = " ".join(["process:" + exe, *flags])
         if shell:
             sensitivity = "shell"
-        elif _in_roots(target, ("/tmp", "/var/tmp", "/dev/shm")):
+        elif _in_roots(target, TEMP_ROOTS):
             sensitivity = "tmp-exec"
         else:
             sensitivity = "process"
@@ -328,7 +356,7 @@ def behaviour_of(
         sensitivity = "aws-sensitive" if service in SENSITIVE_AWS else "aws"
         return Behaviour(sig, kind, sensitivity)
     if kind == "code":
-        if target.startswith("/"):
+        if target.startswith(("/", "$")):
             shown = pattern_path(target)
         else:
             shown = pattern_part(target, False)

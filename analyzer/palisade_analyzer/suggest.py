@@ -119,7 +119,7 @@ def rule_for(
     rule: dict[str, Any]
     if kind == "file":
         op, _, path = rest.partition(":")
-        if not path.startswith("/"):
+        if not path.startswith(("/", "$TASK_ROOT", "$TMP")):
             return None
         rule = {"path": path, "access": [op]}
     elif kind == "process":

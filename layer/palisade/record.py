@@ -1,7 +1,8 @@
 """The invocation record: what one invocation (or INIT) did, in the schema's shape.
 
 See ``schemas/record.schema.json``. Beyond the schema's named fields the record
-carries ``transport_fallbacks`` (records this process had to write to the output
+carries ``paths`` (the code and scratch roots, from LAMBDA_TASK_ROOT and TMPDIR),
+``transport_fallbacks`` (records this process had to write to the output
 because the extension could not take them, before this one) and, on the INIT
 record only, ``policy_error`` when an unusable policy was replaced by the
 built-in rules.
@@ -9,6 +10,7 @@ built-in rules.
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from collections import deque
@@ -43,6 +45,18 @@ def event_digest(value: object) -> list[str]:
     return found
 
 
+def _paths() -> dict[str, str]:
+    """The code and scratch roots of this execution environment (absolute)."""
+    found = {}
+    for name, variable, default in (
+        ("task_root", "LAMBDA_TASK_ROOT", "/var/task"),
+        ("tmp", "TMPDIR", "/tmp"),
+    ):
+        value = os.environ.get(variable) or default
+        found[name] = os.path.normpath(value) if os.path.isabs(value) else default
+    return found
+
+
 def build(
     invocation: Invocation,
     *,
@@ -73,6 +87,7 @@ def build(
         "event_digest": []
         if invocation.request_id == INIT
         else event_digest(invocation.event),
+        "paths": _paths(),
         "events": list(invocation.events),
         "dropped": invocation.dropped,
         "errors": invocation.errors,

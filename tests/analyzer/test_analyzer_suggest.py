@@ -240,3 +240,35 @@ def test_rename_proposes_rules_for_both_paths(sqlite_store):
     part, final = "/tmp/report-77.json.0a1b2c3d", "/tmp/report-77.json"
     decision = engine.decide("file", "rename", part, {"dst": final}, "s3transfer")
     assert decision.verdict == "allowed", decision
+
+
+def test_paths_under_the_records_roots_are_learned_as_variables(sqlite_store):
+    """GIVEN invocations from execution environments whose code and scratch dirs
+    differ (TMPDIR and LAMBDA_TASK_ROOT carried in each record's ``paths``)
+    WHEN a full policy is suggested
+    THEN its file rules name $TASK_ROOT and $TMP, and the layer's engine in a new
+    environment with other dirs allows the same behaviour there."""
+    ing = Ingestor(sqlite_store, KeyRing.from_document(KEYS_DOC), TEST_SETTINGS)
+    rec = Recorder()
+
+    def invocation(i: int) -> dict:
+        root = f"/tmp/sandbox-{uuid.uuid4().hex[:10]}"
+        record = rec.record(
+            [
+                ("file", "read", f"{root}/task/config.json", {}, "app"),
+                ("file", "write", f"{root}/tmp/out.json", {"mode": "w"}, "app"),
+            ]
+        )
+        record["paths"] = {"task_root": f"{root}/task", "tmp": f"{root}/tmp"}
+        return record
+
+    send(ing, rec.batch([invocation(i) for i in range(20)]))
+    doc = suggest_policy(sqlite_store, FUNCTION, stage="full")
+    paths = {r["path"] for r in doc["file"]["allow"]}
+    assert paths == {"$TASK_ROOT/config.json", "$TMP/out.json"}
+
+    env = {"LAMBDA_TASK_ROOT": "/elsewhere/task", "TMPDIR": "/elsewhere/tmp"}
+    engine = load_engine(doc, mode="block", env=env)
+    read = engine.decide("file", "read", "/elsewhere/task/config.json", {}, "app")
+    write = engine.decide("file", "write", "/elsewhere/tmp/out.json", {}, "app")
+    assert (read.verdict, write.verdict) == ("allowed", "allowed")
