@@ -45,7 +45,10 @@ MAX_PAYLOAD_CHARS = 400
 
 
 class UsageError(Exception):
-    """A mistake in the command line or its input files (exit status 2)."""
+    """A mistake in the command line or its input files (exit status 2).
+
+    A message of several lines (one per problem) is printed line by line.
+    """
 
 
 class _Parser(argparse.ArgumentParser):
@@ -167,6 +170,33 @@ def _read(path: str, option: str) -> str:
         raise UsageError(f"{option}: no such file {path!r}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{option}: cannot read {path!r}: {exc}") from exc
+
+
+def check_policy(path: str) -> None:
+    """Validate the policy file as the layer and the extension will load it.
+
+    Without this an invalid policy only shows up on the extension's stderr and
+    the run silently falls back to monitoring, whatever ``--mode`` says.
+
+    Raises:
+        UsageError: the file is missing, unparsable or invalid; one line per
+            problem, worded as ``palisade policy validate`` words it.
+    """
+    if not Path(path).is_file():
+        raise UsageError(f"--policy: no such file {path!r}")
+    try:
+        from palisade.errors import PolicyError
+        from palisade.policy import load_policy_document
+    except ImportError as exc:  # a layer-only install: the extension still checks
+        log.warning("cannot validate --policy %s here: %s", path, exc)
+        return
+    try:
+        load_policy_document(Path(path))
+    except PolicyError as exc:
+        issues = exc.issues or [("$", str(exc))]
+        raise UsageError(
+            "\n".join(f"{path}: {where}: {message}" for where, message in issues)
+        ) from exc
 
 
 def check_handler(handler: str, code_dir: Path) -> None:
@@ -347,8 +377,8 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
     check_handler(args.handler, code_dir)
     if args.timeout <= 0:
         raise UsageError(f"--timeout must be positive; found {args.timeout:g}")
-    if args.policy and not Path(args.policy).is_file():
-        raise UsageError(f"--policy: no such file {args.policy!r}")
+    if args.policy:
+        check_policy(args.policy)
     user_env = parse_env(args.env)
     events = read_events(args.event, args.events)
     opt = _opt_for(args)
@@ -537,7 +567,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         return run(args)
     except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        for line in str(exc).splitlines() or [""]:
+            print(f"{PROG}: error: {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

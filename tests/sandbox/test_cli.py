@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -190,3 +191,44 @@ def test_db_ships_batches_to_a_local_analyzer(
             for row in conn.execute("select name from sqlite_master where type='table'")
         }
     assert tables
+
+
+def test_invalid_policy_is_refused_before_anything_starts(
+    fn: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An invalid policy file is exit 2 with one line per problem, worded as
+    ``palisade policy validate`` words them, and no sandbox is started (it
+    would otherwise run in monitor mode whatever --mode says)."""
+    from palisade.policy.cli import validate_main
+
+    policy = tmp_path / "p.json"
+    policy.write_text('{"mode": 5, "bogus": 1}')
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    assert validate_main([str(policy)]) == 1
+    expected = capsys.readouterr().err.strip().splitlines()
+    assert len(expected) >= 2
+
+    status, out, err = run(
+        [
+            "app.handler",
+            "--code-dir",
+            str(fn),
+            "--policy",
+            str(policy),
+            "--mode",
+            "block",
+        ],
+        capsys,
+    )
+    assert status == 2
+    assert out == ""
+    assert err.strip().splitlines() == [
+        f"palisade invoke: error: {line}" for line in expected
+    ]
+    assert any(f"{policy}: $.mode: " in line for line in expected)
+    assert list(scratch.iterdir()) == []
