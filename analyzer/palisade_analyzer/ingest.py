@@ -6,7 +6,8 @@ in order, each with its HTTP status and error code (and a counter
 ``rejected.<code>``): size (413 ``batch_too_large``), signature headers (401
 ``missing_signature``), key id (401 ``unknown_key``), timestamp within the replay
 window (401 ``bad_timestamp`` / ``stale_timestamp``), HMAC (401
-``bad_signature``), JSON (400 ``malformed_json``), batch schema (400
+``bad_signature``), JSON (400 ``malformed_json``: not UTF-8, not JSON, nested
+too deeply; 400 ``invalid_unicode``: a lone surrogate escape), batch schema (400
 ``schema_violation``), the key's binding to ``source.function`` (403
 ``function_not_bound``). A batch id already applied answers 200 ``duplicate`` and
 stores nothing. Within an accepted batch a record that fails the record schema or
@@ -108,6 +109,7 @@ class _Rejected(Exception):
 
 
 _BIG_EXPONENT = re.compile(rb"[eE][+-]?\d{3}|\d{300}")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -119,6 +121,79 @@ def _finite(text: str) -> float:
     if value in (float("inf"), float("-inf")):
         raise ValueError(f"number {text[:40]} is out of range")
     return value
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"invalid byte 0x{exc.object[exc.start]:02x} at offset {exc.start}"
+
+
+def _lone_surrogate(doc: Any) -> str | None:
+    """The JSON path of the first string holding a lone surrogate, or None.
+
+    A ``\\ud800`` escape without its pair parses to a string that cannot be
+    encoded as UTF-8, so nothing downstream could store it.
+    """
+    stack: list[tuple[str, Any]] = [("$", doc)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path
+        elif isinstance(value, dict):
+            for name, item in value.items():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    return f"{path} (a key)"
+                stack.append((f"{path}.{name}", item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def parse_body(body: bytes, what: str) -> Any:
+    """Parse a UTF-8 JSON body strictly; raise a 400 rejection naming the fault."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _Rejected(
+            400,
+            "malformed_json",
+            f"{what} is not UTF-8 ({_not_utf8(exc)}): send UTF-8 encoded JSON",
+        ) from None
+    try:
+        # Checking every float costs a Python call each: only bodies with a
+        # 3-digit exponent or a 300-digit number can overflow to infinity.
+        strict = _BIG_EXPONENT.search(body) is not None
+        doc = json.loads(
+            text,
+            parse_constant=_refuse_constant,
+            parse_float=_finite if strict else None,
+        )
+    except RecursionError:
+        raise _Rejected(
+            400,
+            "malformed_json",
+            f"{what} is nested too deeply to parse (expected a palisade.batch/1 "
+            "document a few levels deep)",
+        ) from None
+    except (json.JSONDecodeError, ValueError) as exc:
+        raise _Rejected(400, "malformed_json", f"{what} is not JSON: {exc}") from None
+    # Walking the document costs a Python call per value: only a body with an
+    # escaped surrogate (an escaped pair is legal JSON too) can hold a lone one.
+    if _SURROGATE_ESCAPE.search(body) is not None:
+        where = _lone_surrogate(doc)
+        if where is not None:
+            raise _Rejected(
+                400,
+                "invalid_unicode",
+                f"{what} has a lone UTF-16 surrogate escape (\\ud800-\\udfff "
+                f"without its pair) at {where:.200}: expected text that is valid "
+                "Unicode",
+            )
+    return doc
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -255,19 +330,7 @@ class Ingestor:
 
     def _ingest(self, body: bytes, headers: Mapping[str, str]) -> IngestResult:
         key = self._authenticate(body, headers)
-        try:
-            # Checking every float costs a Python call each: only bodies with a
-            # 3-digit exponent or a 300-digit number can overflow to infinity.
-            strict = _BIG_EXPONENT.search(body) is not None
-            doc = json.loads(
-                body,
-                parse_constant=_refuse_constant,
-                parse_float=_finite if strict else None,
-            )
-        except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-            raise _Rejected(
-                400, "malformed_json", f"batch body is not JSON: {exc}"
-            ) from None
+        doc = parse_body(body, "batch body")
         problem = (
             None if envelope_is_valid(doc) else first_error(envelope_validator(), doc)
         )
@@ -613,8 +676,10 @@ def signed_envelope(
 
 def _open_envelope(data: bytes) -> tuple[bytes, dict[str, str]]:
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        doc = parse_body(data, "stream message")
+    except _Rejected as rej:
+        if rej.code != "malformed_json" or "nested too deeply" in rej.message:
+            raise
         doc = None
     ok = (
         isinstance(doc, dict)
@@ -629,9 +694,29 @@ def _open_envelope(data: bytes) -> tuple[bytes, dict[str, str]]:
     return doc["body"].encode("utf-8"), headers
 
 
+def _refusal(ingestor: Ingestor, rej: _Rejected) -> IngestResult:
+    ingestor.count_rejection(rej.code)
+    return IngestResult(rej.status, rej.code, rej.message)
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Rejected(
+            400,
+            "invalid_unicode",
+            f"{what} has a lone UTF-16 surrogate at character {exc.start}: expected "
+            "text that is valid Unicode",
+        ) from None
+
+
 def ingest_message(ingestor: Ingestor, data: bytes) -> IngestResult:
     """Ingest one stream message (a ``palisade.signed/1`` envelope)."""
-    body, headers = _open_envelope(data)
+    try:
+        body, headers = _open_envelope(data)
+    except _Rejected as rej:
+        return _refusal(ingestor, rej)
     return ingestor.ingest(body, headers)
 
 
@@ -642,7 +727,9 @@ def ingest_function_url(ingestor: Ingestor, event: Mapping[str, Any]) -> dict[st
         if event.get("isBase64Encoded"):
             body = base64.b64decode(raw, validate=True)
         else:
-            body = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+            body = _utf8(raw, "body") if isinstance(raw, str) else bytes(raw)
+    except _Rejected as rej:
+        result = _refusal(ingestor, rej)
     except (binascii.Error, ValueError, TypeError):
         result = IngestResult(400, "malformed_body", "body is not valid base64")
         ingestor.count_rejection("malformed_body")
@@ -679,7 +766,12 @@ def ingest_stream_event(ingestor: Ingestor, event: Mapping[str, Any]) -> dict[st
         else:
             ident = str(message.get("messageId", ""))
             body = message.get("body") or ""
-            data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+            try:
+                data = _utf8(body, "message") if isinstance(body, str) else bytes(body)
+            except _Rejected as rej:
+                result = _refusal(ingestor, rej)
+                results.append({"id": ident, "status": result.status, "code": rej.code})
+                continue
         result = ingest_message(ingestor, data)
         results.append({"id": ident, "status": result.status, "code": result.code})
         if result.status >= 500:

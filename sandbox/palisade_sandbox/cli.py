@@ -22,11 +22,14 @@ import argparse
 import http.server
 import json
 import logging
+import math
 import os
 import secrets
 import sys
 import tempfile
 import threading
+import urllib.parse
+import zipfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
@@ -34,7 +37,13 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .layout import REPO_ROOT
-from .sandbox import InvocationResult, Sandbox
+from .sandbox import (
+    MAX_MEMORY_MB,
+    MAX_TIMEOUT_S,
+    MIN_MEMORY_MB,
+    InvocationResult,
+    Sandbox,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         default=3.0,
-        help="function timeout in seconds (default 3, as in Lambda)",
+        help="function timeout in seconds, at most 900 (default 3, as in Lambda)",
     )
-    parser.add_argument("--memory", type=int, default=128, help="memory size in MB")
+    parser.add_argument(
+        "--memory", type=int, default=128, help="memory size in MB, 128-10240"
+    )
     parser.add_argument(
         "--env",
         action="append",
@@ -143,7 +154,7 @@ def read_events(event: str | None, events: str | None) -> list[Any]:
     if event is not None:
         text = sys.stdin.read() if event == "-" else _read(event, "--event")
         try:
-            return [json.loads(text)]
+            return [_strict_json(text)]
         except ValueError as exc:
             raise UsageError(f"--event {event}: not valid JSON: {exc}") from exc
     if events is not None:
@@ -152,7 +163,7 @@ def read_events(event: str | None, events: str | None) -> list[Any]:
             if not line.strip():
                 continue
             try:
-                found.append(json.loads(line))
+                found.append(_strict_json(line))
             except ValueError as exc:
                 raise UsageError(
                     f"--events {events}: line {number} is not valid JSON: {exc.args[0]}"
@@ -163,6 +174,19 @@ def read_events(event: str | None, events: str | None) -> list[Any]:
     return [{}]
 
 
+def _refuse_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; Lambda's JSON parsers do not, so
+    # such an event would only fail later as Runtime.UnmarshalError.
+    raise ValueError(
+        f"{name} is not a JSON value (standard JSON has no NaN or Infinity; "
+        "use null or a string)"
+    )
+
+
+def _strict_json(text: str) -> Any:
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
 def _read(path: str, option: str) -> str:
     try:
         return Path(path).read_text(encoding="utf-8")
@@ -170,6 +194,42 @@ def _read(path: str, option: str) -> str:
         raise UsageError(f"{option}: no such file {path!r}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{option}: cannot read {path!r}: {exc}") from exc
+
+
+def check_limits(timeout: float, memory: int) -> None:
+    """Check ``--timeout`` and ``--memory`` against Lambda's limits.
+
+    Raises:
+        UsageError: the timeout is not a finite number in (0, 900] seconds or the
+            memory is outside 128-10240 MB.
+    """
+    if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
+        raise UsageError(
+            f"--timeout must be positive and at most {MAX_TIMEOUT_S:g} seconds "
+            f"(Lambda's limit); found {timeout!r}"
+        )
+    if not MIN_MEMORY_MB <= memory <= MAX_MEMORY_MB:
+        raise UsageError(
+            f"--memory must be {MIN_MEMORY_MB} to {MAX_MEMORY_MB} MB (Lambda's "
+            f"range); found {memory}"
+        )
+
+
+def check_analyzer_url(url: str) -> None:
+    """Check that ``--analyzer`` is an http(s) URL with a host.
+
+    Raises:
+        UsageError: it is not.
+    """
+    expected = "--analyzer expects an http:// or https:// URL such as "
+    expected += "http://127.0.0.1:8080"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError as exc:
+        raise UsageError(f"{expected}; found {url!r} ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        raise UsageError(f"{expected}; found {url!r}")
 
 
 def check_policy(path: str) -> None:
@@ -358,8 +418,17 @@ def _opt_for(args: argparse.Namespace) -> str | Path | None:
         return None
     if args.layer:
         layer = Path(args.layer)
+        expected = "--layer expects a layer .zip or an unpacked layer directory"
+        if layer.is_dir():
+            return layer
         if not layer.exists():
-            raise UsageError(f"--layer: no such file or directory {args.layer!r}")
+            raise UsageError(f"{expected}; found nothing at {args.layer!r}")
+        if not layer.is_file():
+            raise UsageError(f"{expected}; {args.layer!r} is neither")
+        if not zipfile.is_zipfile(layer):
+            raise UsageError(
+                f"{expected}; {args.layer!r} is a file but not a zip archive"
+            )
         return layer
     if not (REPO_ROOT / "layer" / "palisade").is_dir():
         raise UsageError(
@@ -375,8 +444,9 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
     err = err or sys.stderr
     code_dir = Path(args.code_dir)
     check_handler(args.handler, code_dir)
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout must be positive; found {args.timeout:g}")
+    check_limits(args.timeout, args.memory)
+    if args.analyzer:
+        check_analyzer_url(args.analyzer)
     if args.policy:
         check_policy(args.policy)
     user_env = parse_env(args.env)
@@ -412,8 +482,13 @@ def run(args: argparse.Namespace, out: Any = None, err: Any = None) -> int:
             freeze=not args.no_freeze,
             on_log=extension_output,
         )
-        box.start()
         stack.callback(box.shutdown)
+        try:
+            box.start()
+        except (zipfile.BadZipFile, ValueError) as exc:
+            if not args.layer:
+                raise
+            raise UsageError(f"--layer {args.layer}: cannot unpack: {exc}") from exc
         assert box.layout is not None
         env = protection_env(args, box.layout.opt, files) if opt is not None else {}
         env.update(user_env)

@@ -56,6 +56,10 @@ from .server import ApiServer
 
 log = logging.getLogger(__name__)
 
+# Lambda's configuration limits (function timeout, memory size).
+MAX_TIMEOUT_S = 900.0
+MIN_MEMORY_MB = 128
+MAX_MEMORY_MB = 10240
 SHUTDOWN_BUDGET_S = 2.0
 RUNTIME_SHUTDOWN_S = 0.3
 RESET_BUDGET_S = 2.0
@@ -134,8 +138,10 @@ class Sandbox:
         opt_dir: what stands for /opt: None (nothing), ``"source"`` (the layer and
             extension from this checkout), a layer ``.zip``, or a directory.
         env: the function's environment variables (given to extensions too).
-        timeout: the function timeout in seconds (Lambda's default is 3).
-        memory_mb: reported as ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` and in reports.
+        timeout: the function timeout in seconds (Lambda's default is 3, its
+            maximum 900).
+        memory_mb: reported as ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE`` and in reports;
+            128 to 10240, as Lambda accepts.
         init_timeout: the init phase limit shared by extensions and runtime.
         aws_endpoint: an AWS endpoint URL on loopback (a running moto server).
         moto: start a moto server when no ``aws_endpoint`` is given; with False
@@ -168,10 +174,20 @@ class Sandbox:
         copy_code: bool = True,
         on_log: Callable[[str, str, str], None] | None = None,
     ) -> None:
-        if timeout <= 0 or init_timeout <= 0:
+        if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
             raise ValueError(
-                f"timeout and init_timeout must be positive; found {timeout!r}, "
-                f"{init_timeout!r}"
+                f"timeout must be a finite number of seconds in (0, "
+                f"{MAX_TIMEOUT_S:g}] as in Lambda; found {timeout!r}"
+            )
+        if not (math.isfinite(init_timeout) and init_timeout > 0):
+            raise ValueError(
+                f"init_timeout must be a finite positive number of seconds; "
+                f"found {init_timeout!r}"
+            )
+        if not MIN_MEMORY_MB <= memory_mb <= MAX_MEMORY_MB:
+            raise ValueError(
+                f"memory_mb must be {MIN_MEMORY_MB} to {MAX_MEMORY_MB} as in "
+                f"Lambda; found {memory_mb!r}"
             )
         if code_dir is not None and not Path(code_dir).is_dir():
             raise FileNotFoundError(

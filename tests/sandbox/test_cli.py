@@ -65,6 +65,22 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
         (["app.handler", "--env", "NOEQUALS"], "--env expects KEY=VALUE"),
         (["app.handler", "--mode", "loud"], "invalid choice: 'loud'"),
         (["app.handler", "--timeout", "0"], "--timeout must be positive"),
+        (["app.handler", "--timeout", "nan"], "at most 900 seconds"),
+        (["app.handler", "--timeout", "inf"], "at most 900 seconds"),
+        (["app.handler", "--timeout", "901"], "found 901.0"),
+        (["app.handler", "--memory", "-5"], "--memory must be 128 to 10240 MB"),
+        (["app.handler", "--memory", "999999999"], "found 999999999"),
+        (["app.handler", "--layer", "NOTZIP"], "is a file but not a zip archive"),
+        (["app.handler", "--layer", "/nonexistent-layer"], "found nothing at"),
+        (["app.handler", "--analyzer", "notaurl"], "--analyzer expects an http"),
+        (["app.handler", "--analyzer", "ftp://127.0.0.1/"], "found 'ftp://"),
+        (["app.handler", "--analyzer", "http://"], "found 'http://'"),
+        (["app.handler", "--analyzer", "http://h:99999"], "--analyzer expects"),
+        (["app.handler", "--event", "NAN"], "NaN is not a JSON value"),
+        (
+            ["app.handler", "--events", "NANLINES"],
+            "line 2 is not valid JSON: -Infinity",
+        ),
         (["app.handler", "--policy", "/nonexistent.yaml"], "--policy: no such file"),
         (["app.handler", "--event", "E", "--events", "E"], "not allowed with"),
     ],
@@ -81,7 +97,20 @@ def test_usage_errors_are_one_line_and_exit_2(
     bad_lines.write_text('{"ok": 1}\n{oops\n')
     bad_one = tmp_path / "bad.json"
     bad_one.write_text("{oops")
-    replace = {"BAD": str(bad_lines), "BADONE": str(bad_one), "E": str(bad_one)}
+    nan_one = tmp_path / "nan.json"
+    nan_one.write_text('{"a": NaN}')
+    nan_lines = tmp_path / "nan.jsonl"
+    nan_lines.write_text('{"a": 1}\n{"a": -Infinity}\n')
+    not_zip = tmp_path / "notzip.zip"
+    not_zip.write_text("not a zip")
+    replace = {
+        "BAD": str(bad_lines),
+        "BADONE": str(bad_one),
+        "E": str(bad_one),
+        "NAN": str(nan_one),
+        "NANLINES": str(nan_lines),
+        "NOTZIP": str(not_zip),
+    }
     argv = [replace.get(a, a) for a in argv]
     if argv and "--code-dir" not in argv:
         argv += ["--code-dir", str(fn)]

@@ -4,6 +4,7 @@ init errors, freezing, extensions and shutdown, with the real awslambdaric."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -552,3 +553,23 @@ def test_response_over_six_megabytes_is_refused(code_dir: Path) -> None:
     assert result.status in ("error", "crash")
     assert result.error is not None
     assert result.error["errorType"] == "Function.ResponseSizeTooLarge"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"timeout": float("nan")}, "timeout must be a finite number"),
+        ({"timeout": float("inf")}, "timeout must be a finite number"),
+        ({"timeout": 901}, "(0, 900]"),
+        ({"init_timeout": float("nan")}, "init_timeout must be"),
+        ({"memory_mb": 64}, "memory_mb must be 128 to 10240"),
+        ({"memory_mb": 10241}, "found 10241"),
+    ],
+)
+def test_configuration_outside_lambda_limits_is_refused(
+    code_dir: Path, kwargs: dict[str, float], message: str
+) -> None:
+    """A timeout that is not finite or above 900 s, or a memory size outside
+    128-10240 MB, is a ValueError naming the value, before anything starts."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Sandbox("app.handler", code_dir, moto=False, **kwargs)  # type: ignore[arg-type]
