@@ -831,8 +831,12 @@ def _series_figures(run: dict[str, Any]) -> tuple[list[Figure], dict[str, Any]]:
                     context=(
                         f"p99 ratio {summ['p99'] / base['p99']:.3f}x; " if base else ""
                     )
-                    + f"IQR/median of the latencies {summ['spread'] * 100:.0f} %; "
-                    + f"spread = of the p50 ratio across {len(ratios)} blocks"
+                    + f"IQR/median of the latencies {summ['spread'] * 100:.0f} %"
+                    + (
+                        f"; spread = of the p50 ratio across {len(ratios)} blocks"
+                        if ratios
+                        else ""
+                    )
                     + extra,
                     extra={"statuses": s.statuses},
                 )
