@@ -212,7 +212,8 @@ def install(**overrides: Any) -> Guard:
                     hook.internal_error("output")
 
             context.reset(settings.max_events)
-            observers.configure()
+            base = getattr(engine, "base", None)
+            observers.configure(tuple(getattr(base, "import_dirs", ())))
             guard = Guard(
                 settings=settings,
                 engine=engine,

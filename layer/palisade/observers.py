@@ -58,9 +58,20 @@ _last_import: dict[int, str] = {}
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash", "busybox"})
 
 
-def configure() -> None:
-    """Settings the observers need (called by install)."""
-    global _SENSITIVE_TREES
+# Folders the import system may read modules from without an event (the engine's
+# base import dirs: code, layers, the interpreter's libraries). A module file read
+# from anywhere else becomes a code:import event, decided like any other.
+_IMPORT_ROOTS: tuple[str, ...] = ()
+
+
+def configure(import_roots: tuple[str, ...] = ()) -> None:
+    """Settings the observers need (called by install).
+
+    Args:
+        import_roots: folders whose module files the import system reads freely.
+    """
+    global _SENSITIVE_TREES, _IMPORT_ROOTS
+    _IMPORT_ROOTS = tuple(root.rstrip("/") + "/" for root in import_roots if root)
     trees = ["/proc", "/etc", "/var/task", "/opt", "/root", "/home"]
     task_root = os.environ.get("LAMBDA_TASK_ROOT")
     if task_root and task_root.startswith("/") and task_root not in trees:
@@ -118,7 +129,10 @@ def _open_op(path: str, mode: object, flags: object) -> str:
 def on_open(args: tuple[Any, ...]) -> None:
     """``open``: builtins.open, io.open, os.open, pathlib, io.open_code."""
     raw, mode, flags = args[0], args[1], args[2]
-    if isinstance(raw, int) or _caller_file() in _IMPORT_FILES:
+    if isinstance(raw, int):
+        return
+    if _caller_file() in _IMPORT_FILES:
+        _import_read(raw)
         return
     path = paths.absolute(raw)
     if path is None:
@@ -206,6 +220,23 @@ def on_link(args: tuple[Any, ...]) -> None:
     """``os.link``: a hard link ``dst`` to ``src``."""
     dst = paths.absolute(args[1], args[3])
     _file("link", args[0], args[2], True, dst=dst, symbolic=False)
+
+
+def _import_read(raw: object) -> None:
+    """A module file read by the import system from outside the import roots.
+
+    CPython's ``import`` event carries no file name, and
+    ``spec_from_file_location(...).loader.exec_module`` raises no ``import``
+    event at all, so the import system's own read of the file is where a module
+    loaded from ``/tmp`` or another unexpected folder shows.
+    """
+    path = paths.absolute(raw)
+    if path is None or path.startswith(_IMPORT_ROOTS):
+        return
+    name = os.path.basename(path).split(".", 1)[0]
+    if name == "__init__":
+        name = os.path.basename(os.path.dirname(path))
+    observe("code", "import", name, {"file": path, "via": "import-system-read"})
 
 
 def on_truncate(args: tuple[Any, ...]) -> None:

@@ -121,3 +121,42 @@ def test_environ_read_own_and_other(tmp_path: Path, mode: str) -> None:
     if mode == "block":
         assert "RESULT [null, null, null]" in run.stdout, run.describe()
     assert os.getpid() != child.pid
+
+
+IMPORT_FROM_ELSEWHERE = {
+    "import statement": "sys.path.insert(0, DROP)\nimport dropped\nX = dropped.X",
+    "spec_from_file_location": (
+        "spec = importlib.util.spec_from_file_location('m', DROP + '/dropped.py')\n"
+        "m = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(m)\nX = m.X"
+    ),
+}
+
+
+@pytest.mark.parametrize("how", IMPORT_FROM_ELSEWHERE, ids=list(IMPORT_FROM_ELSEWHERE))
+def test_module_loaded_from_an_unexpected_folder(
+    tmp_path: Path, mode: str, how: str
+) -> None:
+    """GIVEN a module dropped in a folder outside the code, layer and library dirs
+    WHEN the handler imports it (by sys.path, or by file location, which raises no
+    import event at all) in each mode
+    THEN the import system's read of its file is a code:import event naming the
+    file with the mode's verdict, and in block mode the module never runs."""
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    marker = tmp_path / "ran"
+    (drop / "dropped.py").write_text(f"open({str(marker)!r}, 'w').close()\nX = 1\n")
+    setup = f"import importlib.util, sys\nDROP = {str(drop)!r}\n"
+    body = IMPORT_FROM_ELSEWHERE[how]
+    run = run_handler(tmp_path, body, setup=setup, PALISADE_MODE=mode)
+
+    found = [
+        e
+        for e in run.events("code", "import")
+        if e["target"] == "dropped" and "file" in e["detail"]
+    ]
+    assert found, run.describe()
+    # The cached bytecode is looked for first, then the source is read.
+    assert all(e["detail"]["file"].startswith(str(drop) + "/") for e in found)
+    assert {e["verdict"] for e in found} == {EXPECTED[mode]}, run.describe()
+    assert marker.exists() == (mode != "block")

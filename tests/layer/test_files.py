@@ -193,7 +193,9 @@ def test_listing_blocked(tmp_path: Path) -> None:
 
 def test_import_system_reads_are_not_events(tmp_path: Path) -> None:
     """Importing a module after install reads its source, writes its .pyc cache
-    and runs its body: all of that is the import system's work, not events."""
+    and runs its body: that is the import system's work, not file events; from a
+    folder outside the code, layer and library dirs, the reads of the module's
+    files are code:import events naming them (a module loaded from elsewhere)."""
     pkg = tmp_path / "work"
     pkg.mkdir()
     (pkg / "helper_mod.py").write_text("VALUE = 42\n")
@@ -208,4 +210,7 @@ def test_import_system_reads_are_not_events(tmp_path: Path) -> None:
     assert not [e for e in run.events("file") if e["target"].startswith(str(pkg))]
     assert not run.events("code", "exec")
     imports = run.events("code", "import")
-    assert [e["target"] for e in imports] == ["helper_mod"]
+    assert {e["target"] for e in imports} == {"helper_mod"}
+    assert imports[0]["detail"] == {}  # the import event itself names no file
+    reads = [e["detail"]["file"] for e in imports[1:]]
+    assert reads and all(path.startswith(str(pkg) + "/") for path in reads)
