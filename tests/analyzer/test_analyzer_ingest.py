@@ -145,7 +145,12 @@ REJECTIONS = [
     (_case_bad_signature, 401, "bad_signature", "does not match"),
     (_case_wrong_secret, 401, "bad_signature", "does not match"),
     (_case_malformed_json, 400, "malformed_json", "not JSON"),
-    (_case_not_utf8, 400, "malformed_json", "not JSON"),
+    (
+        _case_not_utf8,
+        400,
+        "malformed_json",
+        "not UTF-8 (invalid byte 0xff at offset 0)",
+    ),
     (_case_schema_missing_field, 400, "schema_violation", "'batch_id' is a required"),
     (_case_schema_wrong_version, 400, "schema_violation", "schema"),
     (_case_schema_array, 400, "schema_violation", "is not of type 'object'"),
@@ -408,3 +413,78 @@ def test_batch_of_only_bad_records_is_refused_whole(
     assert "every record" in result.message and "record 0" in result.message
     assert store.stats()[f"rejected_records.{code}"] == 2
     _nothing_stored(store, doc["batch_id"])
+
+
+def _deep_body():
+    return b"[" * 100_000 + b"]" * 100_000
+
+
+def _surrogate_body():
+    doc = _good_doc()
+    doc["records"][0]["events"][0]["target"] = "/tmp/\ud800x"
+    return encode(doc)  # json.dumps escapes it as \ud800
+
+
+HOSTILE_BODIES = [
+    (_deep_body, "malformed_json", "nested too deeply"),
+    (_surrogate_body, "invalid_unicode", "lone UTF-16 surrogate"),
+]
+
+
+@pytest.mark.parametrize(
+    ("make", "code", "text"), HOSTILE_BODIES, ids=["deep", "surrogate"]
+)
+def test_hostile_bodies_are_precise_400s(ingestor, store, make, code, text):
+    """Deep nesting and lone surrogates are 400s, counted, stored nowhere, and a
+    stream does not retry them."""
+    body = make()
+    result = ingestor.ingest(body, sign(body))
+    envelope = signed_envelope("thumb", SECRET, body, int(time.time()))
+    sqs = ingest_stream_event(
+        ingestor, {"Records": [{"messageId": "m1", "body": envelope.decode()}]}
+    )
+
+    assert (result.status, result.code) == (400, code), result.message
+    assert text in result.message
+    assert sqs["batchItemFailures"] == []
+    assert sqs["results"] == [{"id": "m1", "status": 400, "code": code}]
+    assert store.stats().get(f"rejected.{code}") == 2
+    assert "rejected.internal_error" not in store.stats()
+    _nothing_stored(store)
+
+
+def test_surrogate_path_is_named_and_pairs_pass(ingestor, store):
+    """The message names where the lone surrogate is; an escaped pair is kept."""
+    body = _surrogate_body()
+    result = ingestor.ingest(body, sign(body))
+    assert "$.records[0].events[0].target" in result.message
+
+    doc = _good_doc()
+    doc["records"][0]["events"][0]["target"] = "/tmp/\U0001f600.png"
+    body = encode(doc)
+    assert b"\\ud83d\\ude00" in body
+    assert send(ingestor, doc).status == 202
+    assert "\U0001f600" in str(store.trail(FUNCTION))
+
+
+@pytest.mark.parametrize("where", ["envelope", "sqs_body", "function_url"])
+def test_hostile_stream_messages_are_not_retried(ingestor, store, where):
+    """A stream message that cannot even be opened is a counted 400, not a crash."""
+    if where == "envelope":
+        data = b'{"schema": "palisade.signed/1", "headers": ' + b"[" * 100_000
+        event = {"Records": [{"messageId": "m1", "body": data.decode()}]}
+        code = "malformed_json"
+    elif where == "sqs_body":
+        event = {"Records": [{"messageId": "m1", "body": '{"body": "\ud800"}'}]}
+        code = "invalid_unicode"
+    else:
+        answer = ingest_function_url(ingestor, {"body": "{\ud800}"})
+        assert answer["statusCode"] == 400
+        assert json.loads(answer["body"])["error"] == "invalid_unicode"
+        assert store.stats()["rejected.invalid_unicode"] == 1
+        return
+    out = ingest_stream_event(ingestor, event)
+    assert out["batchItemFailures"] == []
+    assert out["results"] == [{"id": "m1", "status": 400, "code": code}]
+    assert store.stats()[f"rejected.{code}"] == 1
+    _nothing_stored(store)
