@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -164,6 +165,18 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, platform: Platform) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.platform = platform
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """Log an exception that escaped a request handler, once, via the logger.
+
+        socketserver's default prints a traceback to stderr; a runtime or an
+        extension killed mid-request (an init error, a reset) is routine here.
+        """
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("api client %s went away: %r", client_address, exc)
+            return
+        log.error("sandbox API failed serving %s", client_address, exc_info=exc)
 
 
 class ApiServer:

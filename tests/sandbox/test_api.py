@@ -6,7 +6,9 @@ from __future__ import annotations
 import http.client
 import http.server
 import json
+import logging
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -525,3 +527,57 @@ def test_buffering_holds_records_until_max_items(api: Api) -> None:
         server.server_close()
     assert len(collector.received) == 1
     assert len(collector.received[0]) == 1000
+
+
+def _wait_for_record(
+    caplog: pytest.LogCaptureFixture, text: str, limit_s: float = 5.0
+) -> list[logging.LogRecord]:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        found = [r for r in caplog.records if text in r.getMessage()]
+        if found:
+            return found
+        time.sleep(0.01)
+    return []
+
+
+def test_client_reset_is_logged_at_debug_without_a_traceback(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that resets its connection mid-request (a runtime killed after an
+    init error) is a debug log line, not a socketserver traceback on stderr."""
+    caplog.set_level(logging.DEBUG, logger="palisade_sandbox.server")
+    with Sandbox("app.handler", moto=False) as box:
+        host, port = box.api_address.split(":")
+        sock = socket.create_connection((host, int(port)), timeout=5)
+        sock.sendall(
+            f"POST /{RT}/init/error HTTP/1.1\r\nHost: x\r\n"
+            "Content-Length: 1000\r\n\r\npartial".encode()
+        )
+        # Linger 0: close sends RST, as the kernel does for a killed process
+        # with unread data.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
+        found = _wait_for_record(caplog, "went away")
+    assert found and all(r.levelno == logging.DEBUG for r in found)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "ConnectionResetError" not in err
+
+
+def test_other_handler_errors_are_logged_once_through_the_logger(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected exception escaping a handler is one ERROR record with its
+    traceback, through the logger, and nothing printed by socketserver."""
+    with Sandbox("app.handler", moto=False) as box:
+        assert box.server is not None
+        server = box.server._server
+        try:
+            raise RuntimeError("handler bug")
+        except RuntimeError:
+            server.handle_error(None, ("127.0.0.1", 1))
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert errors[0].exc_info is not None
+    assert str(errors[0].exc_info[1]) == "handler bug"
+    assert "Traceback" not in capsys.readouterr().err
