@@ -64,6 +64,28 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
     return hmac.compare_digest(sign(secret, timestamp, body), signature.strip())
 
 
+def _key_problem(item: Any) -> str | None:
+    """What is wrong with one keys entry, without its secret's value; or None."""
+    if not isinstance(item, Mapping):
+        return f"expected an object, found {type(item).__name__}"
+    if not isinstance(item.get("id"), str) or not item["id"]:
+        return "field 'id' is missing or not a non-empty string"
+    secret = item.get("secret")
+    if not isinstance(secret, str):
+        found = "missing" if secret is None else type(secret).__name__
+        return f"field 'secret' must be a string; found {found}"
+    if len(secret) < 16:
+        return (
+            f"field 'secret' is {len(secret)} characters long; at least 16 are required"
+        )
+    functions = item.get("functions")
+    if not isinstance(functions, list) or not functions:
+        return "field 'functions' must be a non-empty list of function-name globs"
+    if not all(isinstance(f, str) and f for f in functions):
+        return "field 'functions' must hold only non-empty strings"
+    return None
+
+
 class KeyRing:
     """The keys the analyzer accepts, by id."""
 
@@ -87,21 +109,19 @@ class KeyRing:
             )
         keys = []
         for i, item in enumerate(doc["keys"]):
-            ok = (
-                isinstance(item, Mapping)
-                and isinstance(item.get("id"), str)
-                and item["id"]
-                and isinstance(item.get("secret"), str)
-                and len(item["secret"]) >= 16
-                and isinstance(item.get("functions"), list)
-                and item["functions"]
-                and all(isinstance(f, str) and f for f in item["functions"])
-            )
-            if not ok:
+            problem = _key_problem(item)
+            if problem is not None:
+                # Never echo the entry: it holds a secret.
+                name = item.get("id") if isinstance(item, Mapping) else None
+                label = (
+                    f"keys[{i}] (id {name!r:.80})"
+                    if isinstance(name, str)
+                    else (f"keys[{i}]")
+                )
                 raise ConfigError(
-                    f"{source}: keys[{i}] must have a non-empty string id, a "
-                    "secret of at least 16 characters and a non-empty list of "
-                    f"function globs; found {item!r:.200}"
+                    f"{source}: {label}: {problem}; each key needs a non-empty "
+                    "string id, a secret of at least 16 characters and a non-empty "
+                    "list of function globs"
                 )
             keys.append(
                 Key(item["id"], item["secret"].encode(), tuple(item["functions"]))

@@ -199,3 +199,23 @@ def test_commands_on_the_aws_backend(aws_env, capsys, clean_env):
         assert first_error(validator("policy.schema.json"), doc) is None
         err = _one_line_error(capsys, main(["alerts", "--backend", "aws"]))
         assert "needs a trail bucket" in err
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"id": "k", "secret": "short-pass", "functions": ["f"]}, "'secret'"),
+        ({"id": "k", "secret": 12345678901234567, "functions": ["f"]}, "'secret'"),
+        ({"id": "k", "secret": "a-long-enough-secret-value"}, "'functions'"),
+        ({"id": "k", "secret": "a-long-enough-secret-value", "functions": [""]}, ""),
+    ],
+)
+def test_bad_keys_file_never_prints_a_secret(db, tmp_path, capsys, entry, field):
+    """A bad keys entry is named by its id and field; its secret never appears."""
+    path, _ = db
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"keys": [entry]}))
+    argv = ["analyzer", "serve", "--db", path, "--keys", str(keys), "--port", "0"]
+    err = _one_line_error(capsys, main(argv))
+    assert str(entry["secret"]) not in err
+    assert "id 'k'" in err and field in err and str(keys) in err
