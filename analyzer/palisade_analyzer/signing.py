@@ -75,9 +75,7 @@ def _key_problem(item: Any) -> str | None:
         found = "missing" if secret is None else type(secret).__name__
         return f"field 'secret' must be a string; found {found}"
     if len(secret) < 16:
-        return (
-            f"field 'secret' is {len(secret)} characters long; at least 16 are required"
-        )
+        return "field 'secret' is shorter than 16 characters"
     functions = item.get("functions")
     if not isinstance(functions, list) or not functions:
         return "field 'functions' must be a non-empty list of function-name globs"
