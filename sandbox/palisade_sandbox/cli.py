@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import secrets
+import signal
 import sys
 import tempfile
 import threading
@@ -58,6 +59,20 @@ class UsageError(Exception):
 
     A message of several lines (one per problem) is printed line by line.
     """
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; raised in the main thread so every cleanup runs.
+
+    A BaseException, as KeyboardInterrupt is, so no ``except Exception`` on the
+    way up swallows it.
+    """
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # A second SIGTERM must not cut the cleanup short (SIGKILL still does).
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -636,8 +651,16 @@ class _LocalAnalyzer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``palisade invoke``."""
+    """Entry point of ``palisade invoke``.
+
+    SIGINT and SIGTERM stop the run the same way: the sandbox shuts down, its
+    processes and work directory are removed, one line says so, and the exit
+    status is 130 or 143 (128 + the signal's number).
+    """
     parser = build_parser()
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         return run(args)
@@ -648,6 +671,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{PROG}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

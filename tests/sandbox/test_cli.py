@@ -4,13 +4,19 @@ analyzer, and clear one-line errors for mistakes in the command."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 from palisade_sandbox import cli
 from palisade_sandbox.layout import REPO_ROOT
+from palisade_sandbox.processes import process_state
 from sandbox_testkit import write_code
 
 PROTECTED = (REPO_ROOT / "layer" / "palisade" / "exec-wrapper").exists() and (
@@ -261,3 +267,59 @@ def test_invalid_policy_is_refused_before_anything_starts(
     ]
     assert any(f"{policy}: $.mode: " in line for line in expected)
     assert list(scratch.iterdir()) == []
+
+
+SLEEPER = """
+import json
+import os
+import time
+
+
+def handler(event, context):
+    with open(event["marker"], "w") as f:
+        json.dump({"pid": os.getpid(), "task": os.environ["LAMBDA_TASK_ROOT"]}, f)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+def test_sigterm_mid_invoke_cleans_up_and_exits_143(tmp_path: Path) -> None:
+    """SIGTERM during an invocation shuts the sandbox down like Ctrl-C does: the
+    runtime is gone, the work directory removed, one line on stderr, exit 143."""
+    code = write_code(tmp_path / "fn", {"app.py": SLEEPER})
+    marker = tmp_path / "marker.json"
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps({"marker": str(marker)}))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    argv = [sys.executable, "-m", "palisade_sandbox.cli", "app.handler"]
+    argv += ["--code-dir", str(code), "--event", str(event), "--no-protect"]
+    argv += ["--timeout", "60"]
+    proc = subprocess.Popen(
+        argv,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(3000):  # up to 30 s for the handler to start
+            if marker.exists() and marker.read_text():
+                break
+            if proc.poll() is not None:
+                break
+            time.sleep(0.01)
+        assert proc.poll() is None, proc.communicate()
+        inside = json.loads(marker.read_text())
+        assert Path(inside["task"]).is_relative_to(scratch)
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "palisade invoke: terminated"
+    assert "Traceback" not in err
+    assert [p.name for p in scratch.iterdir()] == []
+    assert process_state(inside["pid"]) in (None, "Z")
