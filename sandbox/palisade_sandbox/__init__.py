@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from .aws import MotoEndpoint
 from .layout import Layout, build_layout
-from .sandbox import InvocationResult, Sandbox, SandboxError
+from .sandbox import InvocationResult, RequestTooLargeError, Sandbox, SandboxError
 
 __all__ = [
     "InvocationResult",
     "Layout",
     "MotoEndpoint",
+    "RequestTooLargeError",
     "Sandbox",
     "SandboxError",
     "build_layout",

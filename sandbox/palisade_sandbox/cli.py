@@ -40,6 +40,7 @@ from typing import Any, NoReturn
 from .layout import REPO_ROOT
 from .sandbox import (
     MAX_MEMORY_MB,
+    MAX_REQUEST_BYTES,
     MAX_TIMEOUT_S,
     MIN_MEMORY_MB,
     InvocationResult,
@@ -164,25 +165,30 @@ def read_events(event: str | None, events: str | None) -> list[Any]:
     """The events to send: one from ``--event``, many from ``--events``, or ``{}``.
 
     Raises:
-        UsageError: a file is missing or holds invalid JSON (with the line number).
+        UsageError: a file is missing, holds invalid JSON (NaN and Infinity
+            included) or an event over Lambda's 6 MB limit (with the line number).
     """
     if event is not None:
         text = sys.stdin.read() if event == "-" else _read(event, "--event")
         try:
-            return [_strict_json(text)]
+            doc = _strict_json(text)
         except ValueError as exc:
             raise UsageError(f"--event {event}: not valid JSON: {exc}") from exc
+        _check_size(doc, f"--event {event}: the event")
+        return [doc]
     if events is not None:
         found = []
         for number, line in enumerate(_read(events, "--events").splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                found.append(_strict_json(line))
+                doc = _strict_json(line)
             except ValueError as exc:
                 raise UsageError(
                     f"--events {events}: line {number} is not valid JSON: {exc.args[0]}"
                 ) from exc
+            _check_size(doc, f"--events {events}: line {number}")
+            found.append(doc)
         if not found:
             raise UsageError(f"--events {events}: no events in the file")
         return found
@@ -200,6 +206,17 @@ def _refuse_constant(name: str) -> Any:
 
 def _strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _check_size(event: Any, where: str) -> None:
+    # Measured as the sandbox will send it, which is what Lambda would receive.
+    size = len(json.dumps(event).encode())
+    if size > MAX_REQUEST_BYTES:
+        raise UsageError(
+            f"{where} is {size} bytes as JSON; Lambda refuses synchronous "
+            f"payloads over {MAX_REQUEST_BYTES} bytes "
+            "(RequestEntityTooLargeException)"
+        )
 
 
 def _read(path: str, option: str) -> str:

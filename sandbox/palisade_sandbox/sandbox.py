@@ -60,6 +60,8 @@ log = logging.getLogger(__name__)
 MAX_TIMEOUT_S = 900.0
 MIN_MEMORY_MB = 128
 MAX_MEMORY_MB = 10240
+# Lambda refuses a synchronous Invoke whose payload is larger than this.
+MAX_REQUEST_BYTES = 6_291_456
 SHUTDOWN_BUDGET_S = 2.0
 RUNTIME_SHUTDOWN_S = 0.3
 RESET_BUDGET_S = 2.0
@@ -67,6 +69,27 @@ RESET_BUDGET_S = 2.0
 
 class SandboxError(RuntimeError):
     """The sandbox itself could not do what was asked (not the function)."""
+
+
+class RequestTooLargeError(SandboxError, ValueError):
+    """The event is over Lambda's 6 MB synchronous request limit; the function
+    was not invoked (Lambda's Invoke answers HTTP 413).
+
+    Attributes:
+        error_type: ``RequestEntityTooLargeException``, the code Lambda returns
+            (its API reference names the exception ``RequestTooLargeException``).
+        size: the payload's size in bytes.
+    """
+
+    error_type = "RequestEntityTooLargeException"
+    status_code = 413
+
+    def __init__(self, size: int) -> None:
+        super().__init__(
+            f"Request must be smaller than {MAX_REQUEST_BYTES} bytes for the "
+            f"InvokeFunction operation (the event is {size} bytes as JSON)"
+        )
+        self.size = size
 
 
 @dataclass
@@ -113,6 +136,16 @@ class InvocationResult:
         """A JSON-ready view (without the raw bytes)."""
         doc = {k: v for k, v in self.__dict__.items() if k != "raw"}
         return doc
+
+
+def _encode_event(event: Any) -> bytes:
+    try:
+        return json.dumps(event, allow_nan=False).encode()
+    except ValueError as exc:
+        raise ValueError(
+            f"the event is not standard JSON ({exc}); Lambda's Invoke refuses "
+            "NaN and Infinity, use null or a string instead"
+        ) from exc
 
 
 def _trace_id() -> str:
@@ -618,11 +651,19 @@ class Sandbox:
         """Invoke the function once with ``event`` (JSON-encoded) or ``raw`` bytes.
 
         Runs init first when the environment is not up (a cold start).
+
+        Raises:
+            RequestTooLargeError: the payload is over 6,291,456 bytes; as in
+                Lambda nothing runs (no init, no result recorded).
+            ValueError: ``event`` holds NaN or Infinity, which standard JSON
+                (and so Lambda's Invoke) does not accept.
         """
+        payload = raw if raw is not None else _encode_event(event)
+        if len(payload) > MAX_REQUEST_BYTES:
+            raise RequestTooLargeError(len(payload))
         with self._lock:
             self.start()
             request_id = str(uuid.uuid4())
-            payload = raw if raw is not None else json.dumps(event).encode()
             cold = not self.initialized
             init_ms: float | None = None
             if cold:
@@ -901,4 +942,4 @@ class _InitFailure(Exception):
         return doc
 
 
-__all__ = ["InvocationResult", "Sandbox", "SandboxError"]
+__all__ = ["InvocationResult", "RequestTooLargeError", "Sandbox", "SandboxError"]

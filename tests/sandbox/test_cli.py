@@ -87,6 +87,8 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
             ["app.handler", "--events", "NANLINES"],
             "line 2 is not valid JSON: -Infinity",
         ),
+        (["app.handler", "--event", "HUGE"], "the event is 6291457 bytes as JSON"),
+        (["app.handler", "--events", "HUGELINES"], "line 2 is 6291457 bytes"),
         (["app.handler", "--policy", "/nonexistent.yaml"], "--policy: no such file"),
         (["app.handler", "--event", "E", "--events", "E"], "not allowed with"),
     ],
@@ -107,6 +109,11 @@ def test_usage_errors_are_one_line_and_exit_2(
     nan_one.write_text('{"a": NaN}')
     nan_lines = tmp_path / "nan.jsonl"
     nan_lines.write_text('{"a": 1}\n{"a": -Infinity}\n')
+    huge = json.dumps({"pad": "x" * (6_291_456 - len('{"pad": ""}') + 1)})
+    huge_one = tmp_path / "huge.json"
+    huge_one.write_text(huge)
+    huge_lines = tmp_path / "huge.jsonl"
+    huge_lines.write_text("{}\n" + huge + "\n")
     not_zip = tmp_path / "notzip.zip"
     not_zip.write_text("not a zip")
     replace = {
@@ -116,6 +123,8 @@ def test_usage_errors_are_one_line_and_exit_2(
         "NAN": str(nan_one),
         "NANLINES": str(nan_lines),
         "NOTZIP": str(not_zip),
+        "HUGE": str(huge_one),
+        "HUGELINES": str(huge_lines),
     }
     argv = [replace.get(a, a) for a in argv]
     if argv and "--code-dir" not in argv:

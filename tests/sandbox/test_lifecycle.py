@@ -3,13 +3,14 @@ init errors, freezing, extensions and shutdown, with the real awslambdaric."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-from palisade_sandbox import Sandbox
+from palisade_sandbox import RequestTooLargeError, Sandbox
 from palisade_sandbox.processes import group_members, process_state
 from sandbox_testkit import PROBE, read_probe, write_code
 
@@ -573,3 +574,31 @@ def test_configuration_outside_lambda_limits_is_refused(
     128-10240 MB, is a ValueError naming the value, before anything starts."""
     with pytest.raises(ValueError, match=re.escape(message)):
         Sandbox("app.handler", code_dir, moto=False, **kwargs)  # type: ignore[arg-type]
+
+
+def test_event_over_six_megabytes_is_refused_before_invoking(code_dir: Path) -> None:
+    """An event over Lambda's 6,291,456-byte synchronous limit raises
+    RequestTooLargeError with Lambda's wording; nothing runs (no init, no
+    result), and an event exactly at the limit is still invoked."""
+    overhead = len(json.dumps({"pad": ""}).encode())
+    with Sandbox("app.handler", code_dir, moto=False) as box:
+        with pytest.raises(RequestTooLargeError) as caught:
+            box.invoke({"pad": "x" * (6_291_456 - overhead + 1)})
+        assert caught.value.error_type == "RequestEntityTooLargeException"
+        assert caught.value.size == 6_291_457
+        assert str(caught.value).startswith(
+            "Request must be smaller than 6291456 bytes for the InvokeFunction "
+            "operation"
+        )
+        assert not box.initialized and box.results == []
+        result = box.invoke({"pad": "x" * (6_291_456 - overhead)})
+    assert result.ok and result.cold_start
+
+
+def test_event_with_nan_is_refused(code_dir: Path) -> None:
+    """NaN is not standard JSON; the sandbox refuses it as Lambda's Invoke does
+    instead of letting the runtime fail with Runtime.UnmarshalError."""
+    with Sandbox("app.handler", code_dir, moto=False) as box:
+        with pytest.raises(ValueError, match="not standard JSON"):
+            box.invoke({"a": float("nan")})
+        assert box.results == []
