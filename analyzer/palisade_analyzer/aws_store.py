@@ -61,6 +61,23 @@ from .store import ApplyResult
 log = logging.getLogger(__name__)
 
 
+def _segment(text: str) -> str:
+    # Every character but [A-Za-z0-9_.~-] is %-escaped, "/" included, so a name
+    # can never add or climb a level; the "function=" prefix and ".jsonl" suffix
+    # keep "." and ".." from being a whole segment.
+    return urllib.parse.quote(text, safe="")
+
+
+def trail_prefix(function: str) -> str:
+    """The S3 prefix under which a function's trail objects live."""
+    return f"trail/function={_segment(function)}/"
+
+
+def trail_key(function: str, day: str, batch_id: str) -> str:
+    """The S3 key of one batch's trail, safe for any function name and batch id."""
+    return f"{trail_prefix(function)}date={_segment(day)}/{_segment(batch_id)}.jsonl"
+
+
 def _n(value: float | int) -> dict[str, str]:
     if isinstance(value, bool):
         value = int(value)
@@ -375,10 +392,9 @@ class AWSStore:
             day = utc(min(starts) if starts else delta.received_at, "%Y-%m-%d")
             if not day[:4].isdigit() or len(day) != 10:
                 day = utc(delta.received_at, "%Y-%m-%d")
-            name = urllib.parse.quote(delta.batch_id, safe="")
             self.s3.put_object(
                 Bucket=self.bucket,
-                Key=f"trail/function={function}/date={day}/{name}.jsonl",
+                Key=trail_key(function, day, delta.batch_id),
                 Body=("\n".join(lines) + "\n").encode(),
                 ContentType="application/x-ndjson",
             )
@@ -746,7 +762,7 @@ class AWSStore:
     def _trail_lines(
         self, function: str, since: float | None
     ) -> Iterator[dict[str, Any]]:
-        prefix = f"trail/function={function}/"
+        prefix = trail_prefix(function)
         floor = None
         if since is not None:
             floor = utc(since - 86400, "%Y-%m-%d")

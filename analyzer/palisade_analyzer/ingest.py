@@ -8,10 +8,12 @@ in order, each with its HTTP status and error code (and a counter
 window (401 ``bad_timestamp`` / ``stale_timestamp``), HMAC (401
 ``bad_signature``), JSON (400 ``malformed_json``: not UTF-8, not JSON, nested
 too deeply; 400 ``invalid_unicode``: a lone surrogate escape), batch schema (400
-``schema_violation``), the key's binding to ``source.function`` (403
+``schema_violation``), ``sent_at`` from 0 to the end of year 9999 (400
+``implausible_timestamp``), the key's binding to ``source.function`` (403
 ``function_not_bound``). A batch id already applied answers 200 ``duplicate`` and
 stores nothing. Within an accepted batch a record that fails the record schema or
-names a function the key is not bound to is rejected alone (counted as
+names a function the key is not bound to, or whose ``started_at`` or event ``ts``
+is not plausible unix seconds, is rejected alone (counted as
 ``rejected_records.<code>``); the others are stored. Our own failure answers 500
 ``internal_error`` and, the store being transactional, stores nothing.
 
@@ -196,6 +198,29 @@ def parse_body(body: bytes, what: str) -> Any:
     return doc
 
 
+# Unix seconds from 1970 to the end of year 9999: anything else is a broken clock
+# or a forged record, and dates past 9999 cannot even be printed.
+MAX_TIMESTAMP = 253_402_300_799.0
+
+
+def _implausible_time(record: Mapping[str, Any]) -> str | None:
+    """What makes a (schema-valid) record's times implausible, or None."""
+    started = record.get("started_at")
+    if started is not None and not 0 <= started <= MAX_TIMESTAMP:
+        return f"started_at {started!r:.40}; {_PLAUSIBLE}"
+    events = record["events"]
+    if events:
+        stamps = [event["ts"] for event in events]
+        low, high = min(stamps), max(stamps)
+        if low < 0 or high > MAX_TIMESTAMP:
+            found = low if low < 0 else high
+            return f"an event with ts {found!r:.40}; {_PLAUSIBLE}"
+    return None
+
+
+_PLAUSIBLE = f"expected unix seconds from 0 to {MAX_TIMESTAMP:.0f} (year 9999)"
+
+
 def _header(headers: Mapping[str, str], name: str) -> str | None:
     lowered = name.lower()
     for key, value in headers.items():
@@ -340,6 +365,13 @@ class Ingestor:
                 "schema_violation",
                 f"batch does not match palisade.batch/1 at {problem}",
             )
+        sent_at = doc["sent_at"]
+        if not 0 <= sent_at <= MAX_TIMESTAMP:
+            raise _Rejected(
+                400,
+                "implausible_timestamp",
+                f"batch sent_at is {sent_at!r:.40}; {_PLAUSIBLE}",
+            )
         function = doc["source"]["function"]
         if not key.allows(function):
             raise _Rejected(
@@ -353,6 +385,21 @@ class Ingestor:
             return self._duplicate(doc)
 
         records, rejected, first_problem = self._valid_records(doc, key)
+        outside = doc.get("outside")
+        if outside:
+            kept = [o for o in outside if 0 <= o["observed_at"] <= MAX_TIMESTAMP]
+            if len(kept) < len(outside):
+                log.warning(
+                    "batch %s: %d outside finding(s) with observed_at outside "
+                    "0..%.0f; dropped",
+                    batch_id,
+                    len(outside) - len(kept),
+                    MAX_TIMESTAMP,
+                )
+                self._count(
+                    "rejected_outside.implausible_timestamp", len(outside) - len(kept)
+                )
+                doc = {**doc, "outside": kept}
         if rejected and not records:
             # Nothing to keep: refuse the batch whole, so nothing (not even its id)
             # is stored and the sender sees why.
@@ -416,6 +463,9 @@ class Ingestor:
             if problem is not None:
                 code = "schema_violation"
                 message = f"record {i} does not match palisade.record/1 at {problem}"
+            elif (bad := _implausible_time(record)) is not None:
+                code = "implausible_timestamp"
+                message = f"record {i} has {bad}"
             elif not key.allows(record["function"]):
                 code = "function_not_bound"
                 message = (

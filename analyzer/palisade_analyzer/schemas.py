@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -183,6 +184,8 @@ def record_is_valid(record: Any) -> bool:
     return all(_event_ok(event) for event in record["events"])
 
 
+# batch.schema.json's batch_id pattern: the id names trail files and objects.
+_BATCH_ID = re.compile(r"[A-Za-z0-9._:-]+")
 _OUTSIDE_KINDS = frozenset(("process", "network", "library"))
 _SOURCE_TEXT = ("region", "sandbox_id", "extension_version")
 
@@ -224,6 +227,7 @@ def envelope_is_valid(batch: Any) -> bool:
         and batch["schema"] == "palisade.batch/1"
         and type(batch_id) is str
         and 8 <= len(batch_id) <= 128
+        and _BATCH_ID.fullmatch(batch_id) is not None
         and _number(batch["sent_at"])
         and type(source) is dict
         and _text(source.get("function"))

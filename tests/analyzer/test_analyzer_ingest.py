@@ -488,3 +488,75 @@ def test_hostile_stream_messages_are_not_retried(ingestor, store, where):
     assert out["results"] == [{"id": "m1", "status": 400, "code": code}]
     assert store.stats()[f"rejected.{code}"] == 1
     _nothing_stored(store)
+
+
+@pytest.mark.parametrize(
+    "batch_id",
+    ["../../../etc/passwd", "batch id with spaces", "batch\\x00000", "a/b/c/d/e"],
+)
+def test_batch_id_outside_the_safe_alphabet_is_refused(ingestor, store, batch_id):
+    """A batch id that could climb out of a trail key is a 400 naming the field."""
+    doc = _good_doc()
+    doc["batch_id"] = batch_id
+
+    result = send(ingestor, doc)
+
+    assert (result.status, result.code) == (400, "schema_violation")
+    assert "batch_id" in result.message and "A-Za-z0-9._:-" in result.message
+    assert store.stats()["rejected.schema_violation"] == 1
+    _nothing_stored(store)
+
+
+def test_extension_batch_ids_are_accepted(ingestor, store):
+    """The ids the extension sends (uuid4, and <uuid>.<n> for split parts) pass."""
+    doc = _good_doc()
+    doc["batch_id"] = "6f1c1d3e-2b7a-4c1e-9a53-0d6b1c2e3f4a.2"
+    assert send(ingestor, doc).status == 202
+
+
+def test_trail_key_is_safe_for_any_name():
+    """The S3 trail key escapes "/" in function names and batch ids alike."""
+    from palisade_analyzer.aws_store import trail_key
+
+    key = trail_key("../f", "2025-10-09", "../../../etc/passwd")
+    assert key.startswith("trail/function=..%2Ff/date=2025-10-09/")
+    assert key.count("/") == 3 and key.endswith("..%2F..%2F..%2Fetc%2Fpasswd.jsonl")
+
+
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("ts", -1.0), ("ts", 1e12), ("started_at", -5.0), ("started_at", 3e11)],
+)
+def test_implausible_record_times_are_rejected_alone(ingestor, store, where, value):
+    """A record whose times are not plausible unix seconds is rejected alone."""
+    rec = Recorder()
+    bad, good = rec.benign(1), rec.benign(2)
+    if where == "ts":
+        bad["events"][-1]["ts"] = value
+    else:
+        bad["started_at"] = value
+
+    result = send(ingestor, rec.batch([bad, good]))
+    alone = send(ingestor, rec.batch([bad]))
+
+    assert (result.status, result.stored, result.rejected_records) == (202, 1, 1)
+    assert (alone.status, alone.code) == (400, "implausible_timestamp")
+    assert f"{where} {value!r}" in alone.message and "year 9999" in alone.message
+    assert store.stats()["rejected_records.implausible_timestamp"] == 2
+    assert [t.request_id for t in store.invocations(FUNCTION)] == [good["request_id"]]
+
+
+def test_implausible_batch_and_finding_times(ingestor, store):
+    """sent_at out of range refuses the batch; a bad outside finding is dropped."""
+    doc = _good_doc()
+    doc["sent_at"] = -1
+    result = send(ingestor, doc)
+    assert (result.status, result.code) == (400, "implausible_timestamp")
+    _nothing_stored(store)
+
+    doc = _good_doc()
+    doc["outside"] = [
+        {"kind": "process", "target": "/bin/x", "observed_at": 1e13},
+    ]
+    assert send(ingestor, doc).status == 202
+    assert store.stats()["rejected_outside.implausible_timestamp"] == 1
