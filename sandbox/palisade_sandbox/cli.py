@@ -413,6 +413,13 @@ def result_lines(index: int, result: InvocationResult) -> list[str]:
         lines.append(
             f"    {error.get('errorType', 'error')}: {error.get('errorMessage', '')}"
         )
+    if result.ok and result.reset_reason == "timeout":
+        late = ", ".join(result.timed_out) or "an extension"
+        lines.append(
+            f"    timeout: {late} had not called next when the invoke phase's "
+            "timeout ran out; the response above was returned, as Lambda does, "
+            "but the environment was reset (the next invoke is a cold start)"
+        )
     lines.extend(f"    | {line}" for line in result.logs)
     return lines
 
@@ -554,6 +561,9 @@ def _print_json(
             "error": result.error,
             "duration_ms": round(result.duration_ms, 3),
             "cold_start": result.cold_start,
+            "reset": result.reset,
+            "reset_reason": result.reset_reason,
+            "timed_out": result.timed_out,
         }
         record = dict(
             by_id.get(result.request_id)

@@ -112,6 +112,12 @@ class InvocationResult:
         logs: the function's output lines during this invoke; for an init error,
             everything the runtime and the extensions printed during init.
         reset: the environment was reset after this invoke.
+        reset_reason: why: ``timeout`` or ``failure`` (None without a reset).
+        timed_out: what had not called ``next`` when the timeout hit
+            (``runtime`` and/or extension names). With status ``success`` the
+            function answered in time but an extension did not finish: Lambda
+            returns the response, reports the invoke as ``timeout`` and resets
+            the environment, and so does the sandbox.
     """
 
     request_id: str
@@ -125,6 +131,8 @@ class InvocationResult:
     max_memory_mb: int | None = None
     logs: list[str] = field(default_factory=list)
     reset: bool = False
+    reset_reason: str | None = None
+    timed_out: list[str] = field(default_factory=list)
     raw: bytes = b""
 
     @property
@@ -678,6 +686,11 @@ class Sandbox:
                         init_error=error,
                         init_duration_ms=init_ms,
                         reset=True,
+                        reset_reason=(
+                            "timeout"
+                            if error.get("errorType") == "Sandbox.Timedout"
+                            else "failure"
+                        ),
                         logs=list(self._init_logs),
                     )
                     self.results.append(result)
@@ -755,8 +768,10 @@ class Sandbox:
             if not runtime.alive or self._dead_extension() is not None:
                 reset_reason = "failure"
             elif not (platform.runtime_waiting and platform.all_extensions_ready()):
+                # The client keeps the response; the invoke phase still timed out.
                 reset_reason = "timeout"
                 status_word = "timeout"
+                result.timed_out = self._not_in_next()
         elif not runtime.alive:
             result.status = "crash"
             result.error = {
@@ -778,6 +793,7 @@ class Sandbox:
             reset_reason = "failure"
         else:
             result.status = "timeout"
+            result.timed_out = self._not_in_next()
             result.error = {
                 "errorType": "Sandbox.Timedout",
                 "errorMessage": f"RequestId: {request_id} Error: Task timed out "
@@ -823,12 +839,25 @@ class Sandbox:
         self._invocations_in_env += 1
         if reset_reason is not None:
             result.reset = True
+            result.reset_reason = reset_reason
             self._stop_environment(reset_reason, graceful=False)
         else:
             with platform.cond:
                 platform.phase = "ready"
             self._freeze()
         return result
+
+    def _not_in_next(self) -> list[str]:
+        assert self.platform is not None
+        platform = self.platform
+        with platform.cond:
+            late = [] if platform.runtime_waiting else ["runtime"]
+            late += sorted(
+                e.name
+                for e in platform.extensions.values()
+                if not (e.waiting or e.error is not None)
+            )
+        return late
 
     def _is_first_invoke(self) -> bool:
         return self._invocations_in_env == 0

@@ -17,7 +17,7 @@ import pytest
 from palisade_sandbox import cli
 from palisade_sandbox.layout import REPO_ROOT
 from palisade_sandbox.processes import process_state
-from sandbox_testkit import write_code
+from sandbox_testkit import PROBE, write_code
 
 PROTECTED = (REPO_ROOT / "layer" / "palisade" / "exec-wrapper").exists() and (
     REPO_ROOT / "extension" / "launcher"
@@ -332,3 +332,38 @@ def test_sigterm_mid_invoke_cleans_up_and_exits_143(tmp_path: Path) -> None:
     assert "Traceback" not in err
     assert [p.name for p in scratch.iterdir()] == []
     assert process_state(inside["pid"]) in (None, "Z")
+
+
+@pytest.mark.slow
+def test_extension_past_the_timeout_is_reported(
+    fn: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The function answers in time but an extension is still busy when the
+    timeout runs out: the result is shown (as Lambda returns it), a line names
+    the extension and the reset, and the next invocation is a cold start."""
+    opt = tmp_path / "opt"
+    (opt / "extensions").mkdir(parents=True)
+    probe = opt / "extensions" / "probe"
+    probe.write_bytes(PROBE.read_bytes())
+    probe.chmod(0o755)
+    out_dir = tmp_path / "probe-out"
+    out_dir.mkdir()
+    events = tmp_path / "events.jsonl"
+    events.write_text("{}\n{}\n")
+    argv = ["app.handler", "--code-dir", str(fn), "--events", str(events)]
+    argv += ["--layer", str(opt), "--timeout", "0.5"]
+    for pair in (f"PROBE_OUT={out_dir}", "PROBE_MODE=slow_next", "PROBE_SLEEP=1"):
+        argv += ["--env", pair]
+    status, out, _ = run([*argv, "--json"], capsys)
+    assert status == 0
+    outcomes = [json.loads(line)["invocation"] for line in out.splitlines()]
+    assert [o["status"] for o in outcomes] == ["success", "success"]
+    assert [o["cold_start"] for o in outcomes] == [True, True]
+    assert outcomes[0]["reset_reason"] == "timeout"
+    assert outcomes[0]["timed_out"] == ["probe"]
+
+    status, out, _ = run(argv, capsys)
+    assert status == 0
+    lines = out.splitlines()
+    note = [line for line in lines if line.strip().startswith("timeout: probe")]
+    assert len(note) == 2 and "environment was reset" in note[0]

@@ -477,6 +477,7 @@ def test_slow_extension_counts_toward_the_timeout(
     ) as box:
         result = box.invoke({})
         assert result.ok and result.reset
+        assert result.reset_reason == "timeout" and result.timed_out == ["probe"]
         report = [t for t in box.telemetry if t["type"] == "platform.report"][-1]
         assert report["record"]["status"] == "timeout"
         assert box.invoke({}).cold_start
@@ -516,6 +517,7 @@ def test_timeout_sends_shutdown_timeout_to_extensions(
     ) as box:
         result = box.invoke({"action": "sleep", "seconds": 5})
         assert result.status == "timeout"
+        assert result.reset_reason == "timeout" and result.timed_out == ["runtime"]
         after = box.invoke({})
         assert after.cold_start and after.ok
     shutdowns = [
