@@ -23,6 +23,7 @@ import os
 import shutil
 import stat
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,10 +106,7 @@ def build_layout(
     elif copy_code:
         task = work / "task"
         shutil.copytree(
-            code_dir,
-            task,
-            symlinks=True,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+            code_dir, task, symlinks=True, ignore=_ignore_for(code_dir, work)
         )
         make_read_only(task)
     else:
@@ -123,6 +121,25 @@ def build_layout(
             shutil.copyfile(source, target)
             target.chmod(0o755)
     return Layout(work=work, task=task, opt=opt_path, tmp=tmp, runtime=runtime)
+
+
+def _ignore_for(
+    code_dir: str | Path, work: Path
+) -> Callable[[str, list[str]], set[str]]:
+    """What the task copy leaves out: bytecode, and the work directory itself
+    when it lies inside the code (TMPDIR under the code directory), which would
+    otherwise be copied into itself until the path is too long."""
+    bytecode = shutil.ignore_patterns("__pycache__", "*.pyc")
+    inside = work.resolve()
+    nested = Path(code_dir).resolve() in inside.parents
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = set(bytecode(folder, names))
+        if nested:
+            skipped.update(n for n in names if (Path(folder) / n).resolve() == inside)
+        return skipped
+
+    return ignore
 
 
 def _prepare_opt(work: Path, opt: str | Path | None) -> Path:

@@ -65,3 +65,25 @@ def test_non_executable_extension_file_is_not_started(tmp_path: Path) -> None:
     (opt / "extensions" / "README").write_text("not an extension")
     layout = build_layout(tmp_path / "work", None, opt)
     assert layout.extension_files() == []
+
+
+def test_work_directory_inside_the_code_is_not_copied_into_itself(
+    tmp_path: Path,
+) -> None:
+    """With the work directory under the code directory (TMPDIR inside the
+    project), the task copy leaves the work directory out instead of copying it
+    into itself until the path is too long."""
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text("def handler(e, c):\n    return 1\n")
+    (code / "pkg").mkdir()
+    (code / "pkg" / "mod.py").write_text("")
+    work = code / "scratch" / "palisade-sandbox-x"
+    layout = build_layout(work, code, None)
+    try:
+        assert (layout.task / "app.py").is_file()
+        assert (layout.task / "pkg" / "mod.py").is_file()
+        assert (layout.task / "scratch").is_dir()
+        assert not (layout.task / "scratch" / "palisade-sandbox-x").exists()
+    finally:
+        remove_tree(work)
