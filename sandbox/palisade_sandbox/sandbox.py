@@ -22,6 +22,9 @@ Shortcomings:
     * Memory is measured (peak RSS of the runtime) but not limited: exceeding
       ``memory_mb`` does not kill the function.
     * CPU, file-descriptor and /tmp size limits are not applied.
+    * The 6 MB request limit is checked on the sandbox's own JSON encoding of the
+      event; ``raw`` bytes are checked for size but not for being JSON, and the
+      client context's size limit is not checked.
 """
 
 from __future__ import annotations
