@@ -13,7 +13,8 @@ endpoint made for the run, not the analyzer's own service, so only ingestion (an
 the detection it performs) happens during the run.
 
 Exit status: 0 when every invocation returned normally, 1 when one failed (error,
-timeout, crash, init error), 2 for a mistake in the command itself.
+timeout, crash, init error), 2 for a mistake in the command itself (checked
+before anything starts), 130 on SIGINT and 143 on SIGTERM.
 """
 
 from __future__ import annotations
