@@ -238,8 +238,8 @@ def check_limits(timeout: float, memory: int) -> None:
     """
     if not (math.isfinite(timeout) and 0 < timeout <= MAX_TIMEOUT_S):
         raise UsageError(
-            f"--timeout must be positive and at most {MAX_TIMEOUT_S:g} seconds "
-            f"(Lambda's limit); found {timeout!r}"
+            "--timeout must be a finite number of seconds above 0 and at most "
+            f"{MAX_TIMEOUT_S:g} (Lambda's limit); found {timeout!r}"
         )
     if not MIN_MEMORY_MB <= memory <= MAX_MEMORY_MB:
         raise UsageError(
