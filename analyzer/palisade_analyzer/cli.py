@@ -24,7 +24,7 @@ from palisade.errors import ConfigError
 from .model import utc
 from .ocsf import alert_to_ocsf
 from .schemas import first_error, validator
-from .settings import Settings, load_settings
+from .settings import DEFAULT_DB, Settings, load_settings
 from .signing import KeyRing
 from .sinks import Dispatcher, sink_from_spec
 from .store import Store
@@ -90,6 +90,14 @@ def open_store(args: argparse.Namespace, settings: Settings, create: bool) -> St
         raise _UsageError(
             f"no analyzer database at {settings.db!r}: pass --db PATH (or set "
             "PALISADE_ANALYZER_DB), or start `palisade analyzer serve` first"
+        )
+    folder = os.path.dirname(os.path.abspath(settings.db))
+    # Only the default location's folder is made: a mistyped --db should not
+    # silently grow a directory tree and an empty database.
+    if create and settings.db != DEFAULT_DB and not os.path.isdir(folder):
+        raise _UsageError(
+            f"the folder of the database {settings.db!r} does not exist ({folder}): "
+            "create it first, or pass --db in an existing folder"
         )
     return SQLiteStore(settings.db)
 

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from palisade.errors import ConfigError
+
 from .model import (
     Alert,
     BatchDelta,
@@ -136,6 +138,11 @@ class SQLiteStore:
     """The :class:`~palisade_analyzer.store.Store` on one SQLite file."""
 
     def __init__(self, path: str):
+        """Open (or create) the database at ``path``, creating its folder.
+
+        Raises:
+            ConfigError: ``path`` is not a SQLite database (or cannot be opened).
+        """
         self.path = path
         folder = os.path.dirname(os.path.abspath(path))
         os.makedirs(folder, exist_ok=True)
@@ -143,8 +150,16 @@ class SQLiteStore:
         self._write_lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
-        conn = self._conn()
-        conn.executescript(SCHEMA)
+        try:
+            conn = self._conn()
+            conn.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise ConfigError(
+                f"cannot open {path!r} as the analyzer's SQLite database (SQLite "
+                f"says: {exc}): pass --db with an analyzer database, or a new file "
+                "name to start one"
+            ) from exc
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

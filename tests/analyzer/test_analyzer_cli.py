@@ -219,3 +219,40 @@ def test_bad_keys_file_never_prints_a_secret(db, tmp_path, capsys, entry, field)
     err = _one_line_error(capsys, main(argv))
     assert str(entry["secret"]) not in err
     assert "id 'k'" in err and field in err and str(keys) in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["policy", "suggest", FUNCTION],
+        ["profile", FUNCTION],
+        ["analyzer", "serve", "--port", "0"],
+    ],
+)
+@pytest.mark.parametrize("content", [b"# not a database\n" * 50, bytes(range(256)) * 8])
+def test_non_sqlite_database_is_one_line(
+    tmp_path, capsys, clean_env, no_serving, argv, content
+):
+    """A --db file that is not SQLite: exit 2, one line naming path and fault."""
+    bogus = tmp_path / "notes.db"
+    bogus.write_bytes(content)
+    err = _one_line_error(capsys, main([*argv, "--db", str(bogus)]))
+    assert str(bogus) in err and "not a database" in err
+    assert bogus.read_bytes() == content
+
+
+@pytest.fixture
+def no_serving(monkeypatch):
+    """A serve that got past its checks returns at once instead of serving."""
+    from palisade_analyzer.server import AnalyzerServer
+
+    monkeypatch.setattr(AnalyzerServer, "serve_forever", lambda self, *a, **k: None)
+
+
+def test_serve_refuses_a_missing_folder(tmp_path, capsys, clean_env, no_serving):
+    """serve does not invent the folder of a mistyped --db; it says so in one line."""
+    target = tmp_path / "missing" / "deeper" / "a.db"
+    argv = ["analyzer", "serve", "--port", "0", "--db", str(target)]
+    err = _one_line_error(capsys, main(argv))
+    assert "does not exist" in err and str(target.parent) in err
+    assert not (tmp_path / "missing").exists()
