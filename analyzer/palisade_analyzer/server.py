@@ -9,7 +9,7 @@ Endpoints (all JSON; errors are ``{"error": code, "message": ...}``):
 - ``GET /v1/functions``: every function with its versions and learning state.
 - ``GET /v1/functions/<f>/profile[?version=V]``: a version's profile.
 - ``GET /v1/functions/<f>/trail[?request_id=ID][&since=T][&limit=N]``: events in
-  order, of the N (100) most recent invocations.
+  order, of the N (100, at most 1000) most recent invocations.
 - ``GET /v1/functions/<f>/policy[?stage=S][&min_invocations=N][&version=V]``: a
   proposed policy.
 - ``GET /v1/alerts[?since=T][&function=F][&format=native|ocsf]``.
@@ -34,6 +34,10 @@ from .suggest import STAGES, suggest_policy
 from .views import parse_since, profile_view, trail_view
 
 log = logging.getLogger(__name__)
+
+# The most invocations one trail answer holds: 1000 typical invocations are a few
+# megabytes of JSON; more would let one request tie up a thread and the client.
+MAX_TRAIL_LIMIT = 1000
 
 
 class _BadRequest(Exception):
@@ -156,8 +160,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return 200, view
             if what == "trail":
                 text = query.get("limit", "100")
-                if not text.isdigit():
-                    raise _BadRequest(400, "bad_limit", f"limit {text!r}: an integer")
+                if not (text.isdigit() and 1 <= int(text) <= MAX_TRAIL_LIMIT):
+                    raise _BadRequest(
+                        400,
+                        "bad_limit",
+                        f"limit {text!r:.40}: expected an integer from 1 to "
+                        f"{MAX_TRAIL_LIMIT} (page with since= for more)",
+                    )
                 return 200, trail_view(
                     store,
                     function,

@@ -560,3 +560,34 @@ def test_implausible_batch_and_finding_times(ingestor, store):
     ]
     assert send(ingestor, doc).status == 202
     assert store.stats()["rejected_outside.implausible_timestamp"] == 1
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        (
+            b'"schema": "palisade.batch/1"',
+            b'"batch_id": "x", "schema": "palisade.batch/1"',
+            "batch_id",
+        ),
+        (
+            b'"function": "thumbnailer"',
+            b'"function": "orders-api", "function": "thumbnailer"',
+            "function",
+        ),
+        (b'"cold_start": ', b'"dropped": 0, "cold_start": ', "dropped"),
+    ],
+    ids=["envelope", "record", "record_count"],
+)
+def test_duplicate_keys_are_malformed(ingestor, store, old, new, key):
+    """An object with a key twice is refused: which value counts is parser-defined."""
+    body = encode(_good_doc())
+    assert old in body
+    body = body.replace(old, new, 1)
+
+    result = ingestor.ingest(body, sign(body))
+
+    assert (result.status, result.code) == (400, "malformed_json")
+    assert f"key {key!r} twice" in result.message
+    assert store.stats()["rejected.malformed_json"] == 1
+    _nothing_stored(store)

@@ -115,6 +115,16 @@ def test_get_errors(server, path, status, code):
     assert doc["message"]
 
 
+@pytest.mark.parametrize("limit", ["100000", "1001", "0", "-5", "ten"])
+def test_trail_limit_is_capped(server, limit):
+    """A trail limit outside 1..1000 is a 400 naming the maximum; 1000 is served."""
+    url = f"{server.url}/v1/functions/{FUNCTION}/trail"
+    status, doc = _call(f"{url}?limit={limit}")
+    assert (status, doc["error"]) == (400, "bad_limit")
+    assert "from 1 to 1000" in doc["message"]
+    assert _call(f"{url}?limit=1000")[0] == 200
+
+
 def test_oversized_body_is_refused_before_reading(server, sqlite_store):
     """A Content-Length over the limit answers 413 at once and is counted."""
     import http.client
