@@ -393,6 +393,8 @@ def _suggest(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 1
+    if not _gate_check(doc, args.stage, args.min_invocations):
+        return 1
     text = json.dumps(doc, indent=2) + "\n"
     if args.output:
         with open(args.output, "w", encoding="utf-8") as handle:
@@ -402,6 +404,38 @@ def _suggest(argv: list[str]) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _gate_check(doc: dict[str, Any], stage: str, min_invocations: int) -> bool:
+    """Warn about behaviours the gate left out; False to refuse the proposal.
+
+    A blocking stage (``full``, ``block-high-risk``) without a single allow rule
+    while the profile holds behaviours would block everything the function does,
+    so it is refused rather than written.
+    """
+    evidence = doc["evidence"]
+    excluded = evidence["excluded"]
+    few = [e for e in excluded if e["reason"].startswith("seen in ")]
+    prog = "palisade policy suggest"
+    kept = {rule["signature"] for rule in evidence["rules"].values()}
+    if few:
+        print(
+            f"{prog}: warning: {len(few)} of {len(excluded) + len(kept)} "
+            f"learned behaviour(s) left out: seen in fewer than {min_invocations} "
+            f"invocation(s) (the profile has {evidence['invocations']}); lower "
+            "--min-invocations or let the function run longer",
+            file=sys.stderr,
+        )
+    if excluded and not evidence["rules"] and stage in ("full", "block-high-risk"):
+        print(
+            f"{prog}: refusing stage {stage}: every one of the {len(excluded)} "
+            "learned behaviour(s) was left out (see evidence.excluded with "
+            "--stage monitor), so the policy would block all the function does; "
+            "nothing was written",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def suggest_main(argv: list[str]) -> int:

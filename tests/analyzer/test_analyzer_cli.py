@@ -256,3 +256,28 @@ def test_serve_refuses_a_missing_folder(tmp_path, capsys, clean_env, no_serving)
     err = _one_line_error(capsys, main(argv))
     assert "does not exist" in err and str(target.parent) in err
     assert not (tmp_path / "missing").exists()
+
+
+def test_suggest_warns_when_the_gate_leaves_behaviours_out(db, tmp_path, capsys):
+    """Too high --min-invocations: a warning with the count; a blocking stage that
+    would block everything is refused (exit 1, nothing written)."""
+    path, _ = db
+    out = tmp_path / "policy.json"
+    argv = ["policy", "suggest", FUNCTION, "--db", path, "--min-invocations", "100"]
+
+    assert main([*argv, "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "warning:" in err and "fewer than 100 invocation(s)" in err
+    assert "refusing stage full" in err and not out.exists()
+
+    assert main([*argv, "--stage", "block-high-risk"]) == 1
+    assert "refusing stage block-high-risk" in capsys.readouterr().err
+
+    assert main([*argv, "--stage", "alert-new", "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    gated = [e for e in doc["evidence"]["excluded"] if "fewer than 100" in e["reason"]]
+    assert gated and f"warning: {len(gated)} of " in err and "refusing" not in err
+
+    assert main(["policy", "suggest", FUNCTION, "--db", path]) == 0
+    assert "refusing" not in capsys.readouterr().err
