@@ -159,6 +159,26 @@ def test_post_elsewhere_and_bad_signature_over_http(server):
     assert (status, doc["error"]) == (401, "bad_signature")
 
 
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "malformed_json"),
+        (
+            b'{"schema": "palisade.batch/1", "batch_id": "\\udc00-abcdefgh"}',
+            "invalid_unicode",
+        ),
+        (b'{"batch_id": "\xff\xfe"}', "malformed_json"),
+    ],
+    ids=["deep", "surrogate", "not_utf8"],
+)
+def test_hostile_bodies_over_http(server, sqlite_store, body, code):
+    """Hostile signed bodies are 400s over HTTP too, counted, never a 500."""
+    status, doc = _call(f"{server.url}/v1/batches", "POST", body, sign(body))
+    assert (status, doc["error"]) == (400, code), doc
+    assert sqlite_store.stats()[f"rejected.{code}"] == 1
+    assert "rejected.internal_error" not in sqlite_store.stats()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_serve_prints_url_and_stops_cleanly(tmp_path, signum):
     """`palisade analyzer serve` prints its URL, ingests, and exits 0 on a signal."""
