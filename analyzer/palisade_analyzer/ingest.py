@@ -60,7 +60,13 @@ from .schemas import (
     record_validator,
 )
 from .settings import Settings, load_settings
-from .signatures import Behaviour, behaviour_of, outside_behaviour
+from .signatures import (
+    Behaviour,
+    behaviour_of,
+    outside_behaviour,
+    record_roots,
+    rooted,
+)
 from .signing import (
     KEY_ID_HEADER,
     SIGNATURE_HEADER,
@@ -506,17 +512,31 @@ class Ingestor:
             self._count(f"rejected_records.{code}")
         return valid, rejected, first
 
-    def behaviour(self, event: Mapping[str, Any]) -> Behaviour:
-        """The behaviour of an event, cached on the inputs that decide it."""
+    def behaviour(
+        self,
+        event: Mapping[str, Any],
+        roots: tuple[tuple[str, str], ...] = (),
+    ) -> Behaviour:
+        """The behaviour of an event, cached on the inputs that decide it.
+
+        ``roots`` are the record's code and scratch roots (``record_roots``):
+        paths under them are learned as ``$TASK_ROOT/...`` and ``$TMP/...``.
+        """
         detail = event["detail"]
         kind = event["kind"]
+        target = event["target"]
+        if roots and kind in ("file", "process", "code"):
+            target = rooted(target, roots)
+            dst = detail.get("dst")
+            if isinstance(dst, str) and dst != rooted(dst, roots):
+                detail = {**detail, "dst": rooted(dst, roots)}
         cache_key: tuple[Any, ...]
         if kind == "process":
             argv = detail.get("argv")
             cache_key = (
                 kind,
                 event["op"],
-                event["target"],
+                target,
                 tuple(map(str, argv)) if isinstance(argv, list) else None,
                 bool(detail.get("shell")),
             )
@@ -525,7 +545,7 @@ class Ingestor:
             cache_key = (
                 kind,
                 event["op"],
-                event["target"],
+                target,
                 get("resolved_from"),
                 get("port"),
                 get("protocol"),
@@ -536,25 +556,25 @@ class Ingestor:
             cache_key = (
                 kind,
                 event["op"],
-                event["target"],
+                target,
                 get("service"),
                 get("operation"),
                 get("resource"),
             )
         elif kind == "file":
-            cache_key = (kind, event["op"], event["target"], detail.get("dst"))
+            cache_key = (kind, event["op"], target, detail.get("dst"))
         else:
-            cache_key = (kind, event["op"], event["target"])
+            cache_key = (kind, event["op"], target)
         cache = self._behaviours
         try:
             found = cache.get(cache_key)
         except TypeError:
             # Detail values are arbitrary JSON: a list or object is not hashable.
-            return behaviour_of(kind, event["op"], event["target"], detail)
+            return behaviour_of(kind, event["op"], target, detail)
         if found is None:
             if len(cache) > 50_000:
                 cache.clear()
-            found = behaviour_of(kind, event["op"], event["target"], detail)
+            found = behaviour_of(kind, event["op"], target, detail)
             cache[cache_key] = found
         return found
 
@@ -572,8 +592,9 @@ class Ingestor:
             groups[(record["function"], record["version"])].append(record)
         for (function, version), group in groups.items():
             analysed = [
-                (record, [(ev, self.behaviour(ev)) for ev in record["events"]])
+                (record, [(ev, self.behaviour(ev, roots)) for ev in record["events"]])
                 for record in group
+                for roots in (record_roots(record),)
             ]
             names = {b.signature for _, pairs in analysed for _, b in pairs}
             ctx = self.store.load_context(function, version, names)
