@@ -1,7 +1,7 @@
 """Every PALISADE_ANALYZER_* setting the analyzer reads, declared once.
 
 Each entry of ``SETTINGS`` names the variable, its default, its parser and one line
-of documentation (``docs/_parts/configuration-analyzer.md`` is the same table in
+of documentation (``docs/configuration.md`` is the same table in
 prose). ``load_settings`` applies them: an explicit argument wins over the
 environment, the environment wins over the default, and a bad value raises
 :class:`~palisade.errors.ConfigError` naming the variable, the value found and the
@@ -301,7 +301,7 @@ def _shown_default(setting: Setting) -> str:
 
 
 def markdown_table() -> str:
-    """The settings as the Markdown table of docs/_parts/configuration-analyzer.md."""
+    """The settings as the Markdown table in docs/configuration.md."""
     lines = [
         "| Variable | Default | Accepts | Effect |",
         "|---|---|---|---|",

@@ -288,7 +288,7 @@ def parse(name: str, raw: str) -> Any:
 
 
 def markdown_table() -> str:
-    """The settings as the Markdown table in docs/_parts/configuration-extension.md."""
+    """The settings as the Markdown table in docs/configuration.md."""
     lines = ["| Variable | Default | Effect |", "|---|---|---|"]
     for setting in SETTINGS:
         default = f"`{setting.default}`" if setting.default else "unset"

@@ -9,16 +9,11 @@ from palisade.errors import ConfigError
 from palisade_analyzer.settings import SETTINGS, Settings, load_settings, markdown_table
 from palisade_analyzer.signing import KeyRing
 
-DOC = (
-    Path(__file__).resolve().parents[2]
-    / "docs"
-    / "_parts"
-    / "configuration-analyzer.md"
-)
+DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 def test_documented_table_is_the_generated_one():
-    """docs/_parts/configuration-analyzer.md carries markdown_table() verbatim."""
+    """docs/configuration.md carries markdown_table() verbatim."""
     assert markdown_table() in DOC.read_text()
 
 

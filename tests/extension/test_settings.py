@@ -45,7 +45,7 @@ def test_sink_list_and_switches():
 
 
 def test_documentation_table_matches_the_code():
-    """docs/_parts/configuration-extension.md holds the table the code generates."""
-    path = os.path.join(REPO, "docs", "_parts", "configuration-extension.md")
+    """docs/configuration.md holds the table the code generates."""
+    path = os.path.join(REPO, "docs", "configuration.md")
     with open(path) as handle:
         assert settings.markdown_table() in handle.read()

@@ -81,12 +81,9 @@ def test_unknown_argument() -> None:
 
 
 def test_docs_list_every_setting() -> None:
-    """docs/_parts/configuration-layer.md names every variable in the table."""
+    """docs/configuration.md names every variable in the table."""
     doc = (
-        Path(__file__).resolve().parents[2]
-        / "docs"
-        / "_parts"
-        / "configuration-layer.md"
+        Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     ).read_text()
     for setting in SETTINGS:
         assert f"`{setting.env}`" in doc, setting.env
