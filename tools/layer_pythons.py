@@ -12,40 +12,14 @@ skipped, never a failure.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from palisade_cli.interpreters import find_interpreter
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DEPS = ["pytest>=8", "wrapt>=1.16", "PyYAML>=6.0", "jsonschema>=4.20"]
-
-
-def _candidates(version: str) -> list[str]:
-    """Places a pythonX.Y may live: PATH, then pyenv's versions (whose shims on
-    PATH answer only for the versions pyenv has selected)."""
-    found = []
-    exe = shutil.which(f"python{version}")
-    if exe is not None:
-        found.append(exe)
-    roots = [os.environ.get("PYENV_ROOT", ""), str(Path.home() / ".pyenv")]
-    for root in filter(None, roots):
-        pattern = f"versions/{version}.*/bin/python{version}"
-        found += sorted(str(p) for p in Path(root).glob(pattern))
-    return found
-
-
-def _interpreter(version: str) -> str | None:
-    for exe in _candidates(version):
-        probe = subprocess.run(
-            [exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return exe
-    return None
 
 
 def _venv(version: str, exe: str) -> Path:
@@ -68,7 +42,7 @@ def main(versions: list[str]) -> int:
         if version == current:
             print(f"layer tests on Python {version}: covered by the main suite")
             continue
-        exe = _interpreter(version)
+        exe = find_interpreter(version)
         if exe is None:
             print(f"layer tests on Python {version}: skipped, interpreter not found")
             continue

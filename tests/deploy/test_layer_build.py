@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import stat
+import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 from palisade_cli import layer
+from palisade_cli.interpreters import find_interpreter
 
 REPO = Path(__file__).resolve().parents[2]
 # Target wheels are kept between runs (gitignored): only a machine's first build
@@ -68,10 +71,61 @@ def test_layout_matches_opt_contract(built: layer.BuildResult) -> None:
 
 
 def test_tests_and_caches_are_left_out(built: layer.BuildResult) -> None:
-    """Neither test folders nor bytecode of the build machine reach the layer."""
+    """Neither test folders nor the build machine's bytecode reach the layer: the
+    only .pyc files are the target's own, one per module of the in-process
+    package, compiled by the target interpreter when this machine has it."""
     names = list(_infos(built.path))
-    assert not [n for n in names if "/tests/" in n or n.endswith(".pyc")]
-    assert not [n for n in names if "__pycache__" in n]
+    assert not [n for n in names if "/tests/" in n]
+    pycs = sorted(
+        n
+        for n in names
+        if not n.endswith("/") and (n.endswith(".pyc") or "__pycache__/" in n)
+    )
+    manifest = json.loads(
+        zipfile.ZipFile(built.path).read("palisade/layer-manifest.json")
+    )
+    if not manifest["bytecode"]:
+        assert pycs == []
+        return
+    expected = sorted(
+        f"{n.rsplit('/', 1)[0]}/__pycache__/{n.rsplit('/', 1)[1][:-3]}.cpython-312.pyc"
+        for n in names
+        if n.startswith("python/palisade/") and n.endswith(".py")
+    )
+    assert pycs == expected
+
+
+def test_bytecode_is_used_by_the_target_interpreter(
+    built: layer.BuildResult, tmp_path: Path
+) -> None:
+    """GIVEN the layer unpacked as /opt WHEN the target interpreter imports and
+    installs palisade from it THEN none of palisade's modules is compiled (the
+    shipped unchecked-hash bytecode is used, as on Lambda's read-only /opt)."""
+    python = find_interpreter("3.12")
+    if python is None:
+        pytest.skip("python3.12 is not on this machine; the layer ships sources")
+    layer.extract(built.path, tmp_path / "opt")
+    script = (
+        "import sys\n"
+        "seen = []\n"
+        "sys.addaudithook(lambda e, a: seen.append(a[1]) if e == 'compile' and "
+        "'palisade' in str(a[1]) else None)\n"
+        f"sys.path.insert(0, {str(tmp_path / 'opt' / 'python')!r})\n"
+        "import palisade\n"
+        f"palisade.install(output='file:{tmp_path / 'out.jsonl'}')\n"
+        "print(len(seen), palisade.__file__)\n"
+    )
+    done = subprocess.run(
+        [python, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        cwd=tmp_path,
+    )
+    count, origin = done.stdout.split()
+    assert origin.startswith(str(tmp_path / "opt" / "python"))
+    assert count == "0", done.stdout
 
 
 def test_third_party_code_is_built_for_the_target(built: layer.BuildResult) -> None:
