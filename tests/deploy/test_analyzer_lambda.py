@@ -19,6 +19,7 @@ from typing import Any
 
 import boto3
 import pytest
+from deploy_support import kinesis_event
 from moto import mock_aws
 from palisade_analyzer import aws_lambda
 from palisade_analyzer.aws_store import AWSStore
@@ -181,35 +182,7 @@ def aws(fake_aws: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, A
 
 def _kinesis_event(aws: dict[str, Any]) -> dict[str, Any]:
     """What Lambda's event source mapping delivers, from moto's GetRecords."""
-    kinesis = aws["kinesis"]
-    shard = kinesis.list_shards(StreamName="ingest")["Shards"][0]["ShardId"]
-    iterator = kinesis.get_shard_iterator(
-        StreamName="ingest", ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
-    records = kinesis.get_records(ShardIterator=iterator, Limit=100)["Records"]
-    return {
-        "Records": [
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": r["PartitionKey"],
-                    "sequenceNumber": r["SequenceNumber"],
-                    "data": base64.b64encode(r["Data"]).decode(),
-                    "approximateArrivalTimestamp": r[
-                        "ApproximateArrivalTimestamp"
-                    ].timestamp(),
-                },
-                "eventSource": "aws:kinesis",
-                "eventVersion": "1.0",
-                "eventID": f"{shard}:{r['SequenceNumber']}",
-                "eventName": "aws:kinesis:record",
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/ingest",
-                "awsRegion": REGION,
-                "eventSourceARN": aws["stream_arn"],
-            }
-            for r in records
-        ]
-    }
+    return kinesis_event(aws["kinesis"], aws["stream_arn"], REGION)
 
 
 def _alerts_received(aws: dict[str, Any]) -> list[dict[str, Any]]:

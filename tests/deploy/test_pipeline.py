@@ -10,11 +10,8 @@ SQS queue subscribed to the topic.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import platform
-import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,22 +20,14 @@ from typing import Any
 
 import boto3
 import pytest
-from palisade_cli import layer
+from deploy_support import SANDBOX_LAYER_MARKS, build_opt, kinesis_event
 
-REPO = Path(__file__).resolve().parents[2]
-WHEEL_CACHE = REPO / "build" / "layer-cache"
-HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64"}.get(platform.machine(), "")
 REGION = "us-east-1"
 FUNCTION = "checkout"
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/ingest"
 KEY = {"id": "pipeline", "secret": "pipeline-signing-secret-0123", "functions": ["*"]}
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.aws,
-    pytest.mark.skipif(not HOST_ARCH, reason="layer targets x86_64 and arm64 only"),
-]
+pytestmark = SANDBOX_LAYER_MARKS
 sandbox = pytest.importorskip(
     "palisade_sandbox", reason="the local sandbox is not in this checkout yet"
 )
@@ -133,46 +122,11 @@ def analyzer_env(
 @pytest.fixture(scope="module")
 def opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The layer built for this machine, unpacked as /opt."""
-    result = layer.build_layer(
-        arch=HOST_ARCH,
-        python=HOST_PYTHON,
-        out=tmp_path_factory.mktemp("dist"),
-        cache=WHEEL_CACHE,
-    )
-    target = tmp_path_factory.mktemp("opt")
-    layer.extract(result.path, target)
-    return target
+    return build_opt(tmp_path_factory)
 
 
 def _stream_event(kinesis: Any) -> dict[str, Any]:
-    shard = kinesis.list_shards(StreamName="ingest")["Shards"][0]["ShardId"]
-    iterator = kinesis.get_shard_iterator(
-        StreamName="ingest", ShardId=shard, ShardIteratorType="TRIM_HORIZON"
-    )["ShardIterator"]
-    records = kinesis.get_records(ShardIterator=iterator, Limit=100)["Records"]
-    return {
-        "Records": [
-            {
-                "kinesis": {
-                    "kinesisSchemaVersion": "1.0",
-                    "partitionKey": r["PartitionKey"],
-                    "sequenceNumber": r["SequenceNumber"],
-                    "data": base64.b64encode(r["Data"]).decode(),
-                    "approximateArrivalTimestamp": r[
-                        "ApproximateArrivalTimestamp"
-                    ].timestamp(),
-                },
-                "eventSource": "aws:kinesis",
-                "eventID": f"{shard}:{r['SequenceNumber']}",
-                "eventName": "aws:kinesis:record",
-                "eventVersion": "1.0",
-                "awsRegion": REGION,
-                "invokeIdentityArn": "arn:aws:iam::123456789012:role/ingest",
-                "eventSourceARN": STREAM_ARN,
-            }
-            for r in records
-        ]
-    }
+    return kinesis_event(kinesis, STREAM_ARN, REGION)
 
 
 def test_blocked_shell_becomes_an_alert_through_the_stream(

@@ -11,29 +11,19 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from palisade_cli import layer
+from deploy_support import SANDBOX_LAYER_MARKS, build_opt
 from palisade_cli.main import main as palisade
 
-REPO = Path(__file__).resolve().parents[2]
-WHEEL_CACHE = REPO / "build" / "layer-cache"
-HOST_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
-HOST_ARCH = {"x86_64": "x86_64", "aarch64": "arm64"}.get(platform.machine(), "")
 FUNCTION = "orders-api"
 PARAMETER = f"/palisade/policies/{FUNCTION}"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.aws,
-    pytest.mark.skipif(not HOST_ARCH, reason="layer targets x86_64 and arm64 only"),
-]
+pytestmark = SANDBOX_LAYER_MARKS
 sandbox = pytest.importorskip(
     "palisade_sandbox", reason="the local sandbox is not in this checkout yet"
 )
@@ -57,15 +47,7 @@ APP = textwrap.dedent(
 @pytest.fixture(scope="module")
 def opt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The layer built for this machine, unpacked as /opt."""
-    result = layer.build_layer(
-        arch=HOST_ARCH,
-        python=HOST_PYTHON,
-        out=tmp_path_factory.mktemp("dist"),
-        cache=WHEEL_CACHE,
-    )
-    target = tmp_path_factory.mktemp("opt")
-    layer.extract(result.path, target)
-    return target
+    return build_opt(tmp_path_factory)
 
 
 @pytest.fixture
