@@ -56,7 +56,7 @@ from .model import (
     VersionInfo,
     utc,
 )
-from .store import ApplyResult
+from .store import ApplyResult, profile_context
 
 log = logging.getLogger(__name__)
 
@@ -337,13 +337,15 @@ class AWSStore:
         elif info is None:
             others = [v for v in self.versions(function) if v.version != version]
             prior = max(others, key=lambda v: v.last_seen) if others else None
-        names = sorted(set(signatures))
-        sigs = self._sigs_named(function, version, names)
-        prior_sigs = self._sigs_named(function, prior.version, names) if prior else {}
-        # Rates only matter to a stable profile (rate jumps are not scored before).
-        stable = info is not None and info.stable_at is not None
-        rates = self.rates(function, version) if stable else {}
-        return ProfileContext(info, prior, sigs, prior_sigs, rates)
+        return profile_context(
+            function,
+            version,
+            info,
+            prior,
+            signatures,
+            sigs_named=self._sigs_named,
+            rates=self.rates,
+        )
 
     def _sigs_named(
         self, function: str, version: str, names: list[str]

@@ -30,7 +30,7 @@ from .model import (
     TrailEvent,
     VersionInfo,
 )
-from .store import ApplyResult
+from .store import ApplyResult, profile_context
 
 log = logging.getLogger(__name__)
 
@@ -225,13 +225,15 @@ class SQLiteStore:
             ).fetchone()
             prior_name = row[0] if row else None
         prior = self.version(function, prior_name) if prior_name else None
-        wanted = sorted(set(signatures))
-        sigs = self._sigs_named(function, version, wanted)
-        prior_sigs = self._sigs_named(function, prior.version, wanted) if prior else {}
-        # Rates only matter to a stable profile (rate jumps are not scored before).
-        stable = info is not None and info.stable_at is not None
-        rates = self.rates(function, version) if stable else {}
-        return ProfileContext(info, prior, sigs, prior_sigs, rates)
+        return profile_context(
+            function,
+            version,
+            info,
+            prior,
+            signatures,
+            sigs_named=self._sigs_named,
+            rates=self.rates,
+        )
 
     def _sigs_named(
         self, function: str, version: str, names: list[str]

@@ -7,7 +7,7 @@ logic talks to this protocol only; the backend test suite runs on both.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -112,3 +112,33 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+# Reads the named signatures' counters of one version: (function, version, names).
+SigsReader = Callable[[str, str, list[str]], dict[str, SigStats]]
+# Reads one version's rate histograms: (function, version).
+RatesReader = Callable[[str, str], dict[str, dict[int, int]]]
+
+
+def profile_context(
+    function: str,
+    version: str,
+    info: VersionInfo | None,
+    prior: VersionInfo | None,
+    signatures: Iterable[str],
+    *,
+    sigs_named: SigsReader,
+    rates: RatesReader,
+) -> ProfileContext:
+    """The context of ``version`` once a backend has found it and its prior.
+
+    Both versions' counters of the named signatures are read; the rate histograms
+    only for a stable version (empty otherwise).
+    """
+    names = sorted(set(signatures))
+    sigs = sigs_named(function, version, names)
+    prior_sigs = sigs_named(function, prior.version, names) if prior else {}
+    # Rates only matter to a stable profile (rate jumps are not scored before).
+    stable = info is not None and info.stable_at is not None
+    histograms = rates(function, version) if stable else {}
+    return ProfileContext(info, prior, sigs, prior_sigs, histograms)
