@@ -181,7 +181,21 @@ def record_is_valid(record: Any) -> bool:
         errors = record["errors"]
         if not (_integer(errors) and errors >= 0):
             return False
+    if "paths" in record and not paths_ok(record["paths"]):
+        return False
     return all(_event_ok(event) for event in record["events"])
+
+
+def paths_ok(paths: Any) -> bool:
+    """record.schema.json's ``paths``: an object whose known roots are absolute."""
+    if type(paths) is not dict:
+        return False
+    for name in ("task_root", "tmp"):
+        if name in paths:
+            value = paths[name]
+            if type(value) is not str or not value.startswith("/"):
+                return False
+    return True
 
 
 # batch.schema.json's batch_id pattern: the id names trail files and objects.

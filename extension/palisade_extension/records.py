@@ -78,6 +78,18 @@ def _top(record: dict[str, Any], found: list[str]) -> None:
         ("python", lambda v: isinstance(v, str), "must be a string"),
         ("errors", lambda v: _is_int(v) and v >= 0, "must be an integer >= 0"),
         (
+            "paths",
+            lambda v: (
+                isinstance(v, dict)
+                and all(
+                    isinstance(v[k], str) and v[k].startswith("/")
+                    for k in ("task_root", "tmp")
+                    if k in v
+                )
+            ),
+            "must be an object whose task_root and tmp are absolute paths",
+        ),
+        (
             "event_digest",
             lambda v: (
                 isinstance(v, list)

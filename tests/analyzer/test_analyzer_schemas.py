@@ -46,6 +46,15 @@ def _mutations(record):
     too_many = copy.deepcopy(record)
     too_many["event_digest"] = [f"value-{i}" for i in range(65)]
     yield too_many
+    for paths in (
+        {"task_root": "/var/task", "tmp": "/tmp"},
+        {"task_root": "task"},
+        {"tmp": 7},
+        *BAD_VALUES,
+    ):
+        changed = copy.deepcopy(record)
+        changed["paths"] = paths
+        yield changed
 
 
 def test_fast_check_agrees_with_jsonschema():

@@ -84,6 +84,10 @@ MUTATIONS = [
     ("event empty rule", _set(("events", 0, "rule"), "")),
     ("event empty module", _set(("events", 0, "module"), "")),
     ("event no request id", _delete(("events", 1, "request_id"))),
+    ("paths valid", _set(("paths",), {"task_root": "/var/task", "tmp": "/tmp"})),
+    ("paths not object", _set(("paths",), 5)),
+    ("paths relative root", _set(("paths",), {"task_root": "task"})),
+    ("paths tmp not string", _set(("paths",), {"tmp": 7})),
 ]
 
 
